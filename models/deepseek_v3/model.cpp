@@ -1,0 +1,88 @@
+#include "models/deepseek_v3/model.h"
+
+#include <string>
+
+#include "kernels/cpu/matmul.h"
+#include "kernels/cpu/norm.h"
+#include "kernels/cpu/rope.h"
+#include "models/deepseek_v3/ffn.h"
+
+namespace latentserve::models::deepseek_v3 {
+
+namespace cpu = kernels::cpu;
+
+Result<std::unique_ptr<Model>> Model::load(const std::string& model_dir,
+                                           const ModelOptions& options) {
+  std::unique_ptr<Model> m(new Model());
+  LS_ASSIGN_OR_RETURN(m->config_, load_model_config(model_dir));
+  LS_ASSIGN_OR_RETURN(m->checkpoint_, Checkpoint::open(model_dir));
+  LS_ASSIGN_OR_RETURN(m->weights_, load_weights(m->checkpoint_, m->config_));
+  m->options_ = options;
+  m->rope_inv_freq_ = cpu::rope_inv_freq(rope_params(m->config_));
+  m->router_ = router_params(m->config_);
+  m->attention_.reserve(m->weights_.layers.size());
+  for (const DecoderLayerWeights& layer : m->weights_.layers) {
+    m->attention_.emplace_back(m->config_, layer.attn);
+  }
+  return m;
+}
+
+Result<ForwardOutput> Model::forward(const Batch& batch, const LatentCacheStorage& cache,
+                                     ForwardTrace* trace) const {
+  if (cache.num_layers() < num_cache_layers()) {
+    return make_error("forward: the cache has " + std::to_string(cache.num_layers()) +
+                      " layers, the model needs " + std::to_string(num_cache_layers()));
+  }
+  LS_RETURN_IF_ERROR(batch.validate(config_.vocab_size, cache.num_blocks(), cache.block_size()));
+
+  const int64_t T = batch.num_tokens();
+  const int64_t H = config_.hidden_size;
+  const float eps = float(config_.rms_norm_eps);
+  const AttentionPlan plan = plan_attention(batch);
+
+  // x: [T, hidden], the residual stream.
+  std::vector<float> x(size_t(T * H));
+  cpu::embedding_lookup(weights_.embed_tokens, batch.token_ids.data(), T, x.data());
+  trace_tensor(trace, "embed", x.data(), T, H, H);
+
+  std::vector<float> normed(size_t(T * H));
+  std::vector<float> branch(size_t(T * H));
+  for (size_t l = 0; l < weights_.layers.size(); ++l) {
+    const DecoderLayerWeights& layer = weights_.layers[l];
+    const std::string name = "layer." + std::to_string(l);
+
+    cpu::rmsnorm(x.data(), H, T, H, layer.input_layernorm.data(), eps, normed.data(), H);
+    attention_[l].forward(normed.data(), plan, cache.layer(int64_t(l)), rope_inv_freq_,
+                          options_.mla_form, branch.data());
+    trace_tensor(trace, name + ".attn_out", branch.data(), T, H, H);
+    for (int64_t i = 0; i < T * H; ++i) x[size_t(i)] += branch[size_t(i)];
+
+    cpu::rmsnorm(x.data(), H, T, H, layer.post_attention_layernorm.data(), eps, normed.data(), H);
+    if (layer.moe) {
+      moe_forward(*layer.moe, router_, normed.data(), T, branch.data(), trace, name);
+    } else {
+      mlp_forward(*layer.mlp, normed.data(), T, branch.data(), /*accumulate=*/false);
+    }
+    trace_tensor(trace, name + ".ffn_out", branch.data(), T, H, H);
+    for (int64_t i = 0; i < T * H; ++i) x[size_t(i)] += branch[size_t(i)];
+    trace_tensor(trace, name + ".output", x.data(), T, H, H);
+  }
+
+  ForwardOutput out;
+  out.hidden.resize(size_t(T * H));
+  cpu::rmsnorm(x.data(), H, T, H, weights_.norm.data(), eps, out.hidden.data(), H);
+  trace_tensor(trace, "norm", out.hidden.data(), T, H, H);
+
+  // lm_head only over the rows that need logits (usually the last token of each sequence).
+  const int64_t rows = int64_t(batch.logit_rows.size());
+  std::vector<float> selected(size_t(rows * H));
+  for (int64_t r = 0; r < rows; ++r) {
+    const float* src = &out.hidden[size_t(int64_t(batch.logit_rows[size_t(r)]) * H)];
+    std::copy(src, src + H, &selected[size_t(r * H)]);
+  }
+  out.logits.resize(size_t(rows * config_.vocab_size));
+  cpu::matmul(selected.data(), rows, weights_.lm_head, out.logits.data());
+  return out;
+}
+
+}  // namespace latentserve::models::deepseek_v3

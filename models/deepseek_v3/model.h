@@ -1,0 +1,61 @@
+// The DeepSeek-V3 forward pass on the CPU: embedding, decoder layers (MLA + dense MLP or MoE),
+// final norm and lm_head, over a Batch of sequences of different lengths with a paged latent cache.
+#pragma once
+
+#include <cstdint>
+#include <memory>
+#include <string>
+#include <vector>
+
+#include "common/result.h"
+#include "models/batch.h"
+#include "models/checkpoint.h"
+#include "models/config.h"
+#include "models/deepseek_v3/mla.h"
+#include "models/deepseek_v3/trace.h"
+#include "models/deepseek_v3/weights.h"
+#include "models/latent_cache.h"
+
+namespace latentserve::models::deepseek_v3 {
+
+struct ModelOptions {
+  MlaForm mla_form = MlaForm::kAbsorbed;
+};
+
+struct ForwardOutput {
+  std::vector<float> logits;  // [batch.logit_rows.size(), vocab_size]
+  std::vector<float> hidden;  // [num_tokens, hidden_size]: final-norm output (the MTP input)
+};
+
+class Model {
+ public:
+  // Reads DIR/config.json and the checkpoint, validates every tensor, precomputes what the
+  // forward pass reuses (RoPE frequencies, absorbed attention matrices).
+  static Result<std::unique_ptr<Model>> load(const std::string& model_dir,
+                                             const ModelOptions& options = {});
+
+  const ModelConfig& config() const { return config_; }
+  const DeepseekV3Weights& weights() const { return weights_; }
+  void set_mla_form(MlaForm form) { options_.mla_form = form; }
+
+  // Number of cache layers forward() uses (the main layers; MTP layers come after them).
+  int64_t num_cache_layers() const { return config_.num_hidden_layers; }
+
+  // Runs the batch. Invalid batches (see Batch::validate) return an error and leave the cache
+  // untouched. `trace`, when given, records named intermediates.
+  Result<ForwardOutput> forward(const Batch& batch, const LatentCacheStorage& cache,
+                                ForwardTrace* trace = nullptr) const;
+
+ private:
+  Model() = default;
+
+  ModelConfig config_;
+  ModelOptions options_;
+  Checkpoint checkpoint_;
+  DeepseekV3Weights weights_;
+  std::vector<MlaLayer> attention_;
+  std::vector<float> rope_inv_freq_;
+  kernels::cpu::RouterParams router_;
+};
+
+}  // namespace latentserve::models::deepseek_v3
