@@ -1,0 +1,94 @@
+// matmul: validates the weight description, picks the instruction-set variant, and splits the work
+// across OpenMP threads. The per-thread loops live in matmul_{scalar,avx2,avx512}.cpp.
+#include "kernels/cpu/matmul.h"
+
+#include <omp.h>
+
+#include <algorithm>
+#include <limits>
+
+#include "kernels/cpu/cpu_features.h"
+#include "kernels/cpu/matmul_internal.h"
+
+namespace latentserve::kernels::cpu {
+namespace {
+
+using BlockFn = void (*)(const WeightMatrix&, const detail::MatmulBlock&);
+
+BlockFn block_function(CpuIsa isa) {
+  switch (isa) {
+    case CpuIsa::Avx512: return detail::matmul_block_avx512;
+    case CpuIsa::Avx2: return detail::matmul_block_avx2;
+    case CpuIsa::Scalar: return detail::matmul_block_scalar;
+  }
+  return detail::matmul_block_scalar;
+}
+
+bool well_formed(const WeightMatrix& w) {
+  switch (w.dtype) {
+    case DType::F32:
+    case DType::BF16:
+    case DType::F16: return w.data != nullptr;
+    case DType::F8_E4M3:
+      return w.data != nullptr && w.scale_inv != nullptr && w.block_rows > 0 && w.block_cols > 0;
+    default: return false;
+  }
+}
+
+// Up to this many rows of x, every thread takes its own contiguous slab of W rows and all of x:
+// W streams from memory exactly once, in long sequential runs the prefetchers follow.
+constexpr int64_t kDecodeRows = 8;
+// Beyond it, tasks are (x rows × W rows) tiles: each W row a task loads is reused by kRowTile rows
+// of x, so W traffic shrinks by that factor and the kernel becomes compute-bound.
+constexpr int64_t kRowTile = 32;
+constexpr int64_t kWeightTile = 64;
+// Below this many multiply-adds, starting threads costs more than it saves.
+constexpr double kMinParallelWork = 1 << 16;
+
+void decode(BlockFn fn, const float* x, int64_t ldx, int64_t m, const WeightMatrix& w, float* y,
+            int64_t ldy, bool parallel) {
+#pragma omp parallel if (parallel)
+  {
+    const int64_t threads = omp_get_num_threads();
+    const int64_t per = (w.rows + threads - 1) / threads;
+    const int64_t slab = (per + 15) / 16 * 16;  // whole micro tiles per thread
+    const int64_t n0 = std::min(w.rows, omp_get_thread_num() * slab);
+    const int64_t n1 = std::min(w.rows, n0 + slab);
+    if (n0 < n1) fn(w, detail::MatmulBlock{x, ldx, m, n0, n1, y, ldy});
+  }
+}
+
+void prefill(BlockFn fn, const float* x, int64_t ldx, int64_t m, const WeightMatrix& w, float* y,
+             int64_t ldy, bool parallel) {
+  const int64_t row_tiles = (m + kRowTile - 1) / kRowTile;
+  const int64_t weight_tiles = (w.rows + kWeightTile - 1) / kWeightTile;
+#pragma omp parallel for collapse(2) schedule(static) if (parallel)
+  for (int64_t it = 0; it < row_tiles; ++it) {
+    for (int64_t jt = 0; jt < weight_tiles; ++jt) {
+      const int64_t i0 = it * kRowTile;
+      const int64_t n0 = jt * kWeightTile;
+      fn(w, detail::MatmulBlock{x + i0 * ldx, ldx, std::min(kRowTile, m - i0), n0,
+                                std::min(w.rows, n0 + kWeightTile), y + i0 * ldy, ldy});
+    }
+  }
+}
+
+}  // namespace
+
+void matmul(const float* x, int64_t ldx, int64_t m, const WeightMatrix& w, float* y, int64_t ldy) {
+  if (m <= 0 || w.rows <= 0) return;
+  if (!well_formed(w)) {  // no status to return here: make the misuse impossible to miss
+    for (int64_t i = 0; i < m; ++i)
+      std::fill(y + i * ldy, y + i * ldy + w.rows, std::numeric_limits<float>::quiet_NaN());
+    return;
+  }
+  const BlockFn fn = block_function(selected_isa());
+  const bool parallel = double(m) * double(w.rows) * double(w.cols) >= kMinParallelWork;
+  if (m <= kDecodeRows) {
+    decode(fn, x, ldx, m, w, y, ldy, parallel);
+  } else {
+    prefill(fn, x, ldx, m, w, y, ldy, parallel);
+  }
+}
+
+}  // namespace latentserve::kernels::cpu

@@ -1,0 +1,93 @@
+// AVX-512 matmul block: 16 floats per vector, 4×4 micro tiles (16 accumulators of the 32 zmm
+// registers). Ragged ends use masked loads, which never touch memory past the row. Weights widen to
+// FP32 on load: BF16 by a 16-bit shift, F16 by vcvtph2ps, FP8 E4M3 by re-packing its bits as F16
+// (exact for every code, subnormals included) and folding the missing 2^8 into the block scale.
+// FP32 accumulation throughout; avx512bf16 dot products would round x to BF16, so they are not used.
+// GCC 12 warns inside its own AVX-512 headers (_mm512_undefined_ps is self-initialised on purpose).
+#pragma GCC diagnostic ignored "-Wuninitialized"
+#pragma GCC diagnostic ignored "-Wmaybe-uninitialized"
+#include <immintrin.h>
+
+#include "kernels/cpu/matmul_tiles.h"
+
+namespace latentserve::kernels::cpu::detail {
+namespace {
+
+inline __mmask16 first_n(int n) { return static_cast<__mmask16>((1u << n) - 1u); }
+
+struct Avx512Isa {
+  using Vec = __m512;
+  static constexpr int kWidth = 16;
+  static Vec zero() { return _mm512_setzero_ps(); }
+  static Vec set1(float v) { return _mm512_set1_ps(v); }
+  static Vec load_x(const float* p) { return _mm512_loadu_ps(p); }
+  static Vec load_x_part(const float* p, int n) { return _mm512_maskz_loadu_ps(first_n(n), p); }
+  static Vec mul(Vec a, Vec b) { return _mm512_mul_ps(a, b); }
+  static Vec fma(Vec a, Vec b, Vec c) { return _mm512_fmadd_ps(a, b, c); }
+  static float sum(Vec v) { return _mm512_reduce_add_ps(v); }
+};
+
+template <DType D>
+struct Avx512Loader;
+
+template <>
+struct Avx512Loader<DType::F32> {
+  using Elem = float;
+  static constexpr bool kBlockScaled = false;
+  static constexpr float kScaleFactor = 1.0f;
+  static __m512 load(const float* p) { return _mm512_loadu_ps(p); }
+  static __m512 load_part(const float* p, int n) { return _mm512_maskz_loadu_ps(first_n(n), p); }
+};
+
+template <>
+struct Avx512Loader<DType::BF16> {
+  using Elem = uint16_t;
+  static constexpr bool kBlockScaled = false;
+  static constexpr float kScaleFactor = 1.0f;
+  static __m512 widen(__m256i h) {
+    return _mm512_castsi512_ps(_mm512_slli_epi32(_mm512_cvtepu16_epi32(h), 16));
+  }
+  static __m512 load(const uint16_t* p) { return widen(_mm256_loadu_si256(reinterpret_cast<const __m256i*>(p))); }
+  static __m512 load_part(const uint16_t* p, int n) { return widen(_mm256_maskz_loadu_epi16(first_n(n), p)); }
+};
+
+template <>
+struct Avx512Loader<DType::F16> {
+  using Elem = uint16_t;
+  static constexpr bool kBlockScaled = false;
+  static constexpr float kScaleFactor = 1.0f;
+  static __m512 load(const uint16_t* p) {
+    return _mm512_cvtph_ps(_mm256_loadu_si256(reinterpret_cast<const __m256i*>(p)));
+  }
+  static __m512 load_part(const uint16_t* p, int n) {
+    return _mm512_cvtph_ps(_mm256_maskz_loadu_epi16(first_n(n), p));
+  }
+};
+
+// E4M3 bits seeeemmm become F16 bits s0eeeemmm0000000: the same value times 2^-8. The NaN codes
+// (s1111111) would land on a finite F16, so they are replaced by an F16 NaN explicitly.
+template <>
+struct Avx512Loader<DType::F8_E4M3> {
+  using Elem = uint8_t;
+  static constexpr bool kBlockScaled = true;
+  static constexpr float kScaleFactor = 256.0f;
+  static __m512 widen(__m128i bytes) {
+    const __m256i b = _mm256_cvtepu8_epi16(bytes);
+    const __m256i magnitude = _mm256_and_si256(b, _mm256_set1_epi16(0x7f));
+    const __m256i sign = _mm256_and_si256(_mm256_slli_epi16(b, 8), _mm256_set1_epi16(-0x8000));
+    __m256i h = _mm256_or_si256(sign, _mm256_slli_epi16(magnitude, 7));
+    const __mmask16 nan = _mm256_cmpeq_epi16_mask(magnitude, _mm256_set1_epi16(0x7f));
+    h = _mm256_mask_mov_epi16(h, nan, _mm256_set1_epi16(0x7e00));
+    return _mm512_cvtph_ps(h);
+  }
+  static __m512 load(const uint8_t* p) { return widen(_mm_loadu_si128(reinterpret_cast<const __m128i*>(p))); }
+  static __m512 load_part(const uint8_t* p, int n) { return widen(_mm_maskz_loadu_epi8(first_n(n), p)); }
+};
+
+}  // namespace
+
+void matmul_block_avx512(const WeightMatrix& w, const MatmulBlock& b) {
+  matmul_block_dispatch<Avx512Isa, Avx512Loader, 4, 4>(w, b);
+}
+
+}  // namespace latentserve::kernels::cpu::detail

@@ -1,0 +1,207 @@
+// matmul against matmul_reference on random inputs of awkward sizes, for every weight dtype and
+// every instruction-set path this CPU supports; plus weight_at, dequantize and embedding_lookup.
+#include <catch2/catch.hpp>
+
+#include <cmath>
+#include <cstdlib>
+#include <random>
+#include <string>
+#include <vector>
+
+#include "kernels/cpu/cpu_features.h"
+#include "kernels/cpu/matmul.h"
+
+using namespace latentserve;
+using namespace latentserve::kernels::cpu;
+
+namespace {
+
+std::mt19937& rng() {
+  static std::mt19937 gen(std::random_device{}());
+  return gen;
+}
+
+float uniform(float lo, float hi) { return std::uniform_real_distribution<float>(lo, hi)(rng()); }
+
+// A weight matrix with its own storage, filled with random values in about [-1, 1].
+struct OwnedWeights {
+  std::vector<uint8_t> bytes;
+  std::vector<float> scales;
+  WeightMatrix w;
+
+  OwnedWeights(DType dtype, int64_t rows, int64_t cols, int64_t block_rows = 128, int64_t block_cols = 128) {
+    bytes.resize(size_t(rows * cols) * dtype_size(dtype));
+    for (int64_t i = 0; i < rows * cols; ++i) {
+      const float v = uniform(-1.0f, 1.0f);
+      switch (dtype) {
+        case DType::F32: reinterpret_cast<float*>(bytes.data())[i] = v; break;
+        case DType::BF16: reinterpret_cast<uint16_t*>(bytes.data())[i] = float_to_bf16(v); break;
+        case DType::F16: reinterpret_cast<uint16_t*>(bytes.data())[i] = float_to_f16(v); break;
+        case DType::F8_E4M3: {
+          uint8_t code = uint8_t(rng()() & 0xff);  // every code but the two NaNs, subnormals included
+          if ((code & 0x7f) == 0x7f) code ^= 0x01;
+          bytes[size_t(i)] = code;
+          break;
+        }
+        default: FAIL("unsupported dtype");
+      }
+    }
+    w.dtype = dtype;
+    w.data = bytes.data();
+    w.rows = rows;
+    w.cols = cols;
+    if (dtype == DType::F8_E4M3) {
+      w.block_rows = block_rows;
+      w.block_cols = block_cols;
+      scales.resize(size_t(((rows + block_rows - 1) / block_rows) * ((cols + block_cols - 1) / block_cols)));
+      for (float& s : scales) s = std::ldexp(uniform(0.5f, 1.0f), int(rng()() % 9) - 12);
+      w.scale_inv = scales.data();
+    }
+  }
+};
+
+struct IsaOverride {
+  explicit IsaOverride(CpuIsa isa) { setenv("LATENTSERVE_CPU_ISA", std::string(isa_name(isa)).c_str(), 1); }
+  ~IsaOverride() { unsetenv("LATENTSERVE_CPU_ISA"); }
+};
+
+std::vector<CpuIsa> supported_isas() {
+  std::vector<CpuIsa> out;
+  for (CpuIsa isa : {CpuIsa::Scalar, CpuIsa::Avx2, CpuIsa::Avx512})
+    if (isa_supported(isa)) out.push_back(isa);
+  return out;
+}
+
+// Runs matmul with padded strides on every supported path and compares with the reference within
+// an FP32-accumulation bound; also checks the padding of y is left alone.
+void check_matmul(const WeightMatrix& w, int64_t m) {
+  const int64_t ldx = w.cols + int64_t(rng()() % 4);
+  const int64_t ldy = w.rows + int64_t(rng()() % 4);
+  std::vector<float> x(size_t(m * ldx));
+  for (float& v : x) v = uniform(-2.0f, 2.0f);
+  std::vector<float> ref(size_t(m * ldy));
+  matmul_reference(x.data(), ldx, m, w, ref.data(), ldy);
+  std::vector<double> bound(size_t(m * w.rows));
+  for (int64_t i = 0; i < m; ++i)
+    for (int64_t n = 0; n < w.rows; ++n) {
+      double s = 0.0;
+      for (int64_t k = 0; k < w.cols; ++k) s += std::fabs(double(x[size_t(i * ldx + k)]) * weight_at(w, n, k));
+      bound[size_t(i * w.rows + n)] = 1e-4 * s + 1e-6;
+    }
+  for (CpuIsa isa : supported_isas()) {
+    IsaOverride force(isa);
+    INFO("isa " << isa_name(isa) << " dtype " << dtype_name(w.dtype) << " m " << m << " rows " << w.rows
+                << " cols " << w.cols << " blocks " << w.block_rows << "x" << w.block_cols);
+    REQUIRE(selected_isa() == isa);
+    const float sentinel = 12345.0f;
+    std::vector<float> y(size_t(m * ldy), sentinel);
+    matmul(x.data(), ldx, m, w, y.data(), ldy);
+    int bad = 0;
+    for (int64_t i = 0; i < m; ++i) {
+      for (int64_t n = 0; n < ldy; ++n) {
+        const float got = y[size_t(i * ldy + n)];
+        if (n >= w.rows) {
+          bad += got != sentinel;
+          continue;
+        }
+        const float want = ref[size_t(i * ldy + n)];
+        if (!(std::fabs(double(got) - want) <= bound[size_t(i * w.rows + n)])) {
+          if (bad++ < 3) UNSCOPED_INFO("y[" << i << "," << n << "] = " << got << ", reference " << want);
+        }
+      }
+    }
+    CHECK(bad == 0);
+  }
+}
+
+}  // namespace
+
+TEST_CASE("matmul matches the reference for every dtype, size and instruction set", "[matmul]") {
+  const DType dtype = GENERATE(DType::F32, DType::BF16, DType::F16);
+  for (int64_t rows : {1, 7, 130, 257})
+    for (int64_t cols : {1, 15, 129, 300}) {
+      OwnedWeights weights(dtype, rows, cols);
+      for (int64_t m : {1, 2, 3, 7, 8, 17, 64}) check_matmul(weights.w, m);
+    }
+}
+
+TEST_CASE("FP8 matmul applies block scales, partial edge blocks included", "[matmul]") {
+  // Square, non-square, tiny and larger-than-the-matrix blocks; most sizes leave partial blocks.
+  const auto block = GENERATE(std::pair<int64_t, int64_t>{128, 128}, std::pair<int64_t, int64_t>{3, 5},
+                              std::pair<int64_t, int64_t>{16, 48}, std::pair<int64_t, int64_t>{130, 17},
+                              std::pair<int64_t, int64_t>{1, 1});
+  for (int64_t rows : {1, 7, 130, 257})
+    for (int64_t cols : {1, 15, 129, 300}) {
+      OwnedWeights weights(DType::F8_E4M3, rows, cols, block.first, block.second);
+      for (int64_t m : {1, 3, 8, 17, 64}) check_matmul(weights.w, m);
+    }
+}
+
+TEST_CASE("matmul handles decode-sized rows against a wide weight", "[matmul]") {
+  // Long rows exercise the vector loop far more than the ragged end does.
+  for (DType dtype : {DType::BF16, DType::F8_E4M3}) {
+    OwnedWeights weights(dtype, 67, 2048 + 37);
+    for (int64_t m : {1, 4, 9}) check_matmul(weights.w, m);
+  }
+}
+
+TEST_CASE("FP8 NaN codes reach the output on every path", "[matmul]") {
+  OwnedWeights weights(DType::F8_E4M3, 5, 40, 2, 16);
+  weights.bytes[size_t(3 * 40 + 33)] = 0xff;  // row 3 holds a NaN
+  std::vector<float> x(40);
+  for (float& v : x) v = uniform(-1.0f, 1.0f);
+  for (CpuIsa isa : supported_isas()) {
+    IsaOverride force(isa);
+    std::vector<float> y(5);
+    matmul(x.data(), 1, weights.w, y.data());
+    INFO("isa " << isa_name(isa));
+    for (int n = 0; n < 5; ++n) CHECK(std::isnan(y[size_t(n)]) == (n == 3));
+  }
+}
+
+TEST_CASE("LATENTSERVE_CPU_ISA never selects a path the CPU lacks", "[matmul]") {
+  {
+    IsaOverride force(CpuIsa::Scalar);
+    CHECK(selected_isa() == CpuIsa::Scalar);
+  }
+  setenv("LATENTSERVE_CPU_ISA", "no-such-isa", 1);
+  CHECK(selected_isa() == detected_isa());
+  unsetenv("LATENTSERVE_CPU_ISA");
+  CHECK(selected_isa() == detected_isa());
+}
+
+TEST_CASE("weight_at reads FP8 with the scale of its block", "[matmul]") {
+  OwnedWeights weights(DType::F8_E4M3, 5, 7, 2, 3);  // scale grid 3 × 3, last row/column partial
+  const WeightMatrix& w = weights.w;
+  for (int64_t r = 0; r < 5; ++r)
+    for (int64_t c = 0; c < 7; ++c) {
+      const float want = fp8_e4m3_to_float(weights.bytes[size_t(r * 7 + c)]) * weights.scales[size_t((r / 2) * 3 + c / 3)];
+      CHECK(weight_at(w, r, c) == want);
+    }
+}
+
+TEST_CASE("dequantize and embedding_lookup agree with weight_at", "[matmul]") {
+  const DType dtype = GENERATE(DType::F32, DType::BF16, DType::F16, DType::F8_E4M3);
+  const int64_t rows = 37, cols = 131;
+  OwnedWeights weights(dtype, rows, cols, 16, 48);
+  const WeightMatrix& w = weights.w;
+  INFO("dtype " << dtype_name(dtype));
+
+  std::vector<float> dense(size_t(rows * cols));
+  dequantize(w, dense.data());
+  int mismatches = 0;
+  for (int64_t r = 0; r < rows; ++r)
+    for (int64_t c = 0; c < cols; ++c) mismatches += dense[size_t(r * cols + c)] != weight_at(w, r, c);
+  CHECK(mismatches == 0);
+
+  std::vector<int32_t> ids(9);
+  for (int32_t& id : ids) id = int32_t(rng()() % rows);
+  ids[0] = 0;
+  ids[1] = int32_t(rows - 1);
+  std::vector<float> out(ids.size() * size_t(cols));
+  embedding_lookup(w, ids.data(), int64_t(ids.size()), out.data());
+  mismatches = 0;
+  for (size_t i = 0; i < ids.size(); ++i)
+    for (int64_t c = 0; c < cols; ++c) mismatches += out[i * size_t(cols) + size_t(c)] != weight_at(w, ids[i], c);
+  CHECK(mismatches == 0);
+}
