@@ -45,6 +45,10 @@ class Checkpoint {
   const std::map<std::string, TensorInfo, std::less<>>& tensors() const { return tensors_; }
 
  private:
+  // Every tensor comes through the index's weight_map; see checkpoint.cpp for the rules.
+  static Result<Checkpoint> open_sharded(const std::string& model_dir,
+                                         const std::string& index_path);
+
   std::vector<std::unique_ptr<MappedFile>> files_;
   std::map<std::string, TensorInfo, std::less<>> tensors_;
 };
