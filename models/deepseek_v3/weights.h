@@ -3,6 +3,7 @@
 #pragma once
 
 #include <cstdint>
+#include <memory>
 #include <optional>
 #include <string>
 #include <vector>
@@ -66,6 +67,9 @@ struct DeepseekV3Weights {
   std::vector<float> norm;  // [hidden]
   WeightMatrix lm_head;     // [vocab, hidden]; the embedding when tie_word_embeddings
   std::vector<MtpLayerWeights> mtp;  // num_nextn_predict_layers (may be absent: then empty)
+  // Aligned copies of tensors whose bytes in the file are not aligned to their element size
+  // (legal in safetensors, rare in practice); matrices above may point into these.
+  std::vector<std::shared_ptr<const float[]>> owned_copies;
 };
 
 // Checks every tensor the config needs (names, dtypes, shapes, FP8 block scales) and fills the
