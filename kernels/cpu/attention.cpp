@@ -1,6 +1,7 @@
 // MLA attention over the paged latent cache (absorbed form) and plain varlen causal attention.
 // Fast versions: FP32, one OpenMP work item per query token, online (flash-style) softmax over
-// cache blocks. References: double, two-pass softmax, no blocking.
+// cache blocks, the absorbed loop also built for AVX2+FMA and chosen by selected_isa().
+// References: double, two-pass softmax, no blocking.
 #include "kernels/cpu/attention.h"
 
 #include <algorithm>
@@ -10,20 +11,35 @@
 #include <utility>
 #include <vector>
 
+#include "kernels/cpu/cpu_features.h"
+
 namespace latentserve::kernels::cpu {
 
 namespace {
 
 constexpr float kNegInf = -std::numeric_limits<float>::infinity();
 
-inline float dot(const float* a, const float* b, int64_t n) {
+// The per-token loop is force-inlined into a plain and an AVX2+FMA entry point (picked at run
+// time), so every helper it calls is marked always_inline and compiled for the caller's target.
+#define LS_INLINE [[gnu::always_inline]] inline
+
+// Sixteen independent partial sums: one running sum would stall on the add latency.
+LS_INLINE float dot(const float* a, const float* b, int64_t n) {
+  constexpr int64_t kLanes = 16;
+  float part[kLanes] = {};
+  int64_t j = 0;
+  for (; j + kLanes <= n; j += kLanes) {
+#pragma omp simd
+    for (int64_t k = 0; k < kLanes; ++k) part[k] += a[j + k] * b[j + k];
+  }
   float s = 0.0f;
+  for (; j < n; ++j) s += a[j] * b[j];
 #pragma omp simd reduction(+ : s)
-  for (int64_t j = 0; j < n; ++j) s += a[j] * b[j];
+  for (int64_t k = 0; k < kLanes; ++k) s += part[k];
   return s;
 }
 
-inline void axpy(float alpha, const float* x, float* y, int64_t n) {
+LS_INLINE void axpy(float alpha, const float* x, float* y, int64_t n) {
 #pragma omp simd
   for (int64_t j = 0; j < n; ++j) y[j] += alpha * x[j];
 }
@@ -57,7 +73,7 @@ struct OnlineSoftmax {
 
   // Folds a tile of n scores of head h into the running max/sum, rescaling the accumulator,
   // and turns the scores into unnormalised probabilities relative to the new max.
-  void fold(int64_t h, int64_t tile, int64_t n, int64_t width) {
+  LS_INLINE void fold(int64_t h, int64_t tile, int64_t n, int64_t width) {
     float* s = scores.data() + h * tile;
     float tile_max = kNegInf;
     for (int64_t t = 0; t < n; ++t) tile_max = std::max(tile_max, s[t]);
@@ -88,8 +104,8 @@ struct OnlineSoftmax {
 
 // One query token of the absorbed form: walks the sequence's block table, reading each cache
 // row once for all heads (scores), then once more from cache for the weighted sum.
-void absorbed_token(const MlaAbsorbedParams& p, const AttentionSequence& seq, int32_t i,
-                    OnlineSoftmax& st) {
+LS_INLINE void absorbed_token(const MlaAbsorbedParams& p, const AttentionSequence& seq, int32_t i,
+                              OnlineSoftmax& st) {
   const LatentCache& c = p.cache;
   const int64_t R = c.kv_lora_rank, E = c.rope_dim, H = p.heads, bs = c.block_size;
   const int64_t row = seq.query_start + i;
@@ -114,6 +130,17 @@ void absorbed_token(const MlaAbsorbedParams& p, const AttentionSequence& seq, in
     }
   }
   st.write(H, R, p.out_latent + row * H * R);
+}
+
+void absorbed_token_plain(const MlaAbsorbedParams& p, const AttentionSequence& seq, int32_t i,
+                          OnlineSoftmax& st) {
+  absorbed_token(p, seq, i, st);
+}
+
+[[gnu::target("avx2,fma")]] void absorbed_token_avx2(const MlaAbsorbedParams& p,
+                                                     const AttentionSequence& seq, int32_t i,
+                                                     OnlineSoftmax& st) {
+  absorbed_token(p, seq, i, st);
 }
 
 // softmax(scores) · values in double; scores are consumed.
@@ -151,12 +178,18 @@ void mla_attention_absorbed(const MlaAbsorbedParams& p) {
   const auto items = query_items(p.sequences, p.num_sequences,
                                  [](const AttentionSequence& s) { return s.query_len; });
   const int64_t n_items = int64_t(items.size());
+  const bool avx2 = selected_isa() >= CpuIsa::Avx2;
 #pragma omp parallel if (n_items > 1)
   {
     OnlineSoftmax st(p.heads, p.cache.kv_lora_rank, p.cache.block_size);
 #pragma omp for schedule(dynamic, 1)
     for (int64_t k = 0; k < n_items; ++k) {
-      absorbed_token(p, p.sequences[items[size_t(k)].first], items[size_t(k)].second, st);
+      const AttentionSequence& seq = p.sequences[items[size_t(k)].first];
+      if (avx2) {
+        absorbed_token_avx2(p, seq, items[size_t(k)].second, st);
+      } else {
+        absorbed_token_plain(p, seq, items[size_t(k)].second, st);
+      }
     }
   }
 }

@@ -5,10 +5,13 @@
 
 #include <algorithm>
 #include <cmath>
+#include <cstdlib>
 #include <random>
+#include <string>
 #include <vector>
 
 #include "kernels/cpu/attention.h"
+#include "kernels/cpu/cpu_features.h"
 
 namespace cpu = latentserve::kernels::cpu;
 
@@ -110,11 +113,19 @@ TEST_CASE("mla_attention_absorbed matches its reference over shuffled paged bloc
       p.num_sequences = int32_t(batch.sequences.size());
       p.heads = heads;
       p.softmax_scale = 0.61f;
-      p.out_latent = fast.data();
-      cpu::mla_attention_absorbed(p);
       p.out_latent = ref.data();
       cpu::mla_attention_absorbed_reference(p);
-      require_close(fast, ref, 2e-5);
+      // Every instruction-set path this CPU has (the fast kernel picks one at run time).
+      for (cpu::CpuIsa isa : {cpu::CpuIsa::Scalar, cpu::CpuIsa::Avx2}) {
+        if (!cpu::isa_supported(isa)) continue;
+        CAPTURE(cpu::isa_name(isa));
+        ::setenv("LATENTSERVE_CPU_ISA", std::string(cpu::isa_name(isa)).c_str(), 1);
+        std::fill(fast.begin(), fast.end(), 0.0f);
+        p.out_latent = fast.data();
+        cpu::mla_attention_absorbed(p);
+        ::unsetenv("LATENTSERVE_CPU_ISA");
+        require_close(fast, ref, 2e-5);
+      }
     }
   }
 }
