@@ -11,6 +11,7 @@
 #include "models/batch.h"
 #include "models/checkpoint.h"
 #include "models/config.h"
+#include "kernels/cpu/moe_router.h"
 #include "models/deepseek_v3/mla.h"
 #include "models/deepseek_v3/trace.h"
 #include "models/deepseek_v3/weights.h"

@@ -29,7 +29,7 @@ std::vector<float> prefill_all_rows(const Model& model, const std::vector<int32_
   auto cache = LatentCacheStorage::allocate(model.config(), model.num_cache_layers(), blocks + 2,
                                             block_size);
   REQUIRE(cache.ok());
-  std::vector<int32_t> table(size_t(blocks));
+  std::vector<int32_t> table(static_cast<size_t>(blocks));
   for (int64_t b = 0; b < blocks; ++b) table[size_t(b)] = int32_t(blocks + 1 - b);  // reversed
   Batch batch;
   models::append_sequence(batch, p, 0, table, block_size, false);
