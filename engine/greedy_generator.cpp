@@ -16,7 +16,7 @@ std::vector<TokenLogprob> top_logprobs(const float* logits, int64_t vocab, int32
   for (int64_t i = 0; i < vocab; ++i) sum += std::exp(double(logits[i]) - max);
   const double log_norm = double(max) + std::log(sum);
   k = int32_t(std::min<int64_t>(k, vocab));
-  std::vector<int32_t> ids(size_t(vocab));
+  std::vector<int32_t> ids(static_cast<size_t>(vocab));
   std::iota(ids.begin(), ids.end(), 0);
   std::partial_sort(ids.begin(), ids.begin() + k, ids.end(), [&](int32_t a, int32_t b) {
     return logits[a] != logits[b] ? logits[a] > logits[b] : a < b;
@@ -57,7 +57,7 @@ Result<GreedyResult> GreedyGenerator::generate(const GreedyRequest& r) const {
   const int64_t num_blocks = (total + block_size_ - 1) / block_size_;
   LS_ASSIGN_OR_RETURN(auto cache, models::LatentCacheStorage::allocate(
                                       cfg, model_.num_cache_layers(), num_blocks, block_size_));
-  std::vector<int32_t> table(size_t(num_blocks));
+  std::vector<int32_t> table(static_cast<size_t>(num_blocks));
   std::iota(table.begin(), table.end(), 0);
 
   GreedyResult result;
