@@ -5,7 +5,7 @@
 namespace latentserve::engine::text {
 namespace {
 
-using nlohmann::json;
+using json = nlohmann::ordered_json;
 
 Result<json> normalize_content(const json& content, const std::string& where) {
   if (content.is_null() || content.is_string()) return content;

@@ -15,17 +15,18 @@
 namespace latentserve::engine::text {
 
 struct ChatRequest {
-  // OpenAI chat format: [{role, content, tool_calls, tool_call_id, name, ...}].
-  nlohmann::json messages = nlohmann::json::array();
+  // OpenAI chat format: [{role, content, tool_calls, tool_call_id, name, ...}]. Ordered, because
+  // Python keeps keys in input order and `tojson` output depends on it.
+  nlohmann::ordered_json messages = nlohmann::ordered_json::array();
   // Function definitions, or null (the template then sees `tools` defined as none).
-  nlohmann::json tools = nullptr;
+  nlohmann::ordered_json tools = nullptr;
   bool add_generation_prompt = true;
   std::string bos_token;
   std::string eos_token;
   std::string pad_token;
   // More template variables (e.g. {"thinking": true}); an object or null. Their strings are
   // treated as trusted template input, not as request text.
-  nlohmann::json extra = nullptr;
+  nlohmann::ordered_json extra = nullptr;
 };
 
 struct Segment {
@@ -56,6 +57,6 @@ class ChatTemplate {
 
 // Checks the messages and brings them to the form templates expect: content as a string or
 // null (text parts joined with "\n", as vLLM does), tool-call arguments as JSON strings.
-Result<nlohmann::json> normalize_messages(const nlohmann::json& messages);
+Result<nlohmann::ordered_json> normalize_messages(const nlohmann::ordered_json& messages);
 
 }  // namespace latentserve::engine::text

@@ -172,32 +172,36 @@ Value Value::callable(Callable c) {
   return v;
 }
 
-Value Value::from_json(const nlohmann::json& j, bool tagged) {
+template <class Json>
+Value value_from_json(const Json& j, bool tagged) {
   switch (j.type()) {
-    case nlohmann::json::value_t::null: return none();
-    case nlohmann::json::value_t::boolean: return boolean(j.get<bool>());
-    case nlohmann::json::value_t::number_integer: return integer(j.get<int64_t>());
-    case nlohmann::json::value_t::number_unsigned: {
-      const uint64_t u = j.get<uint64_t>();
-      if (u <= static_cast<uint64_t>(INT64_MAX)) return integer(static_cast<int64_t>(u));
-      return floating(static_cast<double>(u));
+    case Json::value_t::null: return Value::none();
+    case Json::value_t::boolean: return Value::boolean(j.template get<bool>());
+    case Json::value_t::number_integer: return Value::integer(j.template get<int64_t>());
+    case Json::value_t::number_unsigned: {
+      const uint64_t u = j.template get<uint64_t>();
+      if (u <= static_cast<uint64_t>(INT64_MAX)) return Value::integer(static_cast<int64_t>(u));
+      return Value::floating(static_cast<double>(u));
     }
-    case nlohmann::json::value_t::number_float: return floating(j.get<double>());
-    case nlohmann::json::value_t::string: return string(j.get<std::string>(), tagged);
-    case nlohmann::json::value_t::array: {
+    case Json::value_t::number_float: return Value::floating(j.template get<double>());
+    case Json::value_t::string: return Value::string(j.template get<std::string>(), tagged);
+    case Json::value_t::array: {
       List items;
       items.reserve(j.size());
-      for (const auto& e : j) items.push_back(from_json(e, tagged));
-      return list(std::move(items));
+      for (const auto& e : j) items.push_back(value_from_json(e, tagged));
+      return Value::list(std::move(items));
     }
-    case nlohmann::json::value_t::object: {
+    case Json::value_t::object: {
       Dict d;
-      for (auto it = j.begin(); it != j.end(); ++it) d.set(string(it.key(), tagged), from_json(it.value(), tagged));
-      return dict(std::move(d));
+      for (auto it = j.begin(); it != j.end(); ++it) d.set(Value::string(it.key(), tagged), value_from_json(it.value(), tagged));
+      return Value::dict(std::move(d));
     }
-    default: return none();
+    default: return Value::none();
   }
 }
+
+Value Value::from_json(const nlohmann::json& j, bool tagged) { return value_from_json(j, tagged); }
+Value Value::from_json(const nlohmann::ordered_json& j, bool tagged) { return value_from_json(j, tagged); }
 
 bool Value::truthy() const {
   switch (kind_) {

@@ -91,8 +91,10 @@ class Value {
   // A namespace() object: the one mutable value, shared by reference.
   static Value make_namespace(Dict d);
   static Value callable(Callable c);
-  // Converts JSON; every string (keys included) is tagged when `tagged`.
+  // Converts JSON; every string (keys included) is tagged when `tagged`. Use ordered_json to
+  // keep object keys in their input order, as Python dicts do (tojson output depends on it).
   static Value from_json(const nlohmann::json& j, bool tagged);
+  static Value from_json(const nlohmann::ordered_json& j, bool tagged);
 
   Kind kind() const { return kind_; }
   bool is_undefined() const { return kind_ == Kind::Undefined; }
