@@ -74,20 +74,19 @@ struct Avx2Loader<DType::F16> {
   static __m256 load_part(const uint16_t* p, int n) { return load(Padded<uint16_t, 8>(p, n).v); }
 };
 
-// E4M3 bits seeeemmm become F16 bits s0eeeemmm0000000 (value × 2^-8); NaN codes patched to F16 NaN.
+// E4M3 bits seeeemmm become F16 bits s0eeeemmm0000000 (value × 2^-8): sign-extend, shift left 7,
+// clear bit 14. The NaN codes give magnitude bits 0x3f80; setting bit 14 there makes an F16 NaN.
 template <>
 struct Avx2Loader<DType::F8_E4M3> {
   using Elem = uint8_t;
   static constexpr bool kBlockScaled = true;
   static constexpr float kScaleFactor = 256.0f;
   static __m256 load(const uint8_t* p) {
-    const __m128i b = _mm_cvtepu8_epi16(_mm_loadl_epi64(reinterpret_cast<const __m128i*>(p)));
-    const __m128i magnitude = _mm_and_si128(b, _mm_set1_epi16(0x7f));
-    const __m128i sign = _mm_and_si128(_mm_slli_epi16(b, 8), _mm_set1_epi16(-0x8000));
-    __m128i h = _mm_or_si128(sign, _mm_slli_epi16(magnitude, 7));
-    const __m128i nan = _mm_cmpeq_epi16(magnitude, _mm_set1_epi16(0x7f));
-    h = _mm_blendv_epi8(h, _mm_set1_epi16(0x7e00), nan);
-    return _mm256_cvtph_ps(h);
+    const __m128i b = _mm_cvtepi8_epi16(_mm_loadl_epi64(reinterpret_cast<const __m128i*>(p)));
+    const __m128i h = _mm_and_si128(_mm_slli_epi16(b, 7), _mm_set1_epi16(static_cast<int16_t>(0xbf80)));
+    const __m128i all_ones = _mm_set1_epi16(0x3f80);
+    const __m128i nan = _mm_cmpeq_epi16(_mm_and_si128(h, all_ones), all_ones);
+    return _mm256_cvtph_ps(_mm_or_si128(h, _mm_and_si128(nan, _mm_set1_epi16(0x4000))));
   }
   static __m256 load_part(const uint8_t* p, int n) { return load(Padded<uint8_t, 8>(p, n).v); }
 };

@@ -64,21 +64,21 @@ struct Avx512Loader<DType::F16> {
   }
 };
 
-// E4M3 bits seeeemmm become F16 bits s0eeeemmm0000000: the same value times 2^-8. The NaN codes
-// (s1111111) would land on a finite F16, so they are replaced by an F16 NaN explicitly.
+// E4M3 bits seeeemmm become F16 bits s0eeeemmm0000000, the same value times 2^-8: sign-extend to
+// 16 bits, shift left 7 (the sign lands on bits 15 and 14) and clear bit 14. Three cheap integer ops,
+// exact for every code including subnormals; the two NaN codes (s1111111) would land on a finite
+// F16, so the conversion is masked to produce NaN there.
 template <>
 struct Avx512Loader<DType::F8_E4M3> {
   using Elem = uint8_t;
   static constexpr bool kBlockScaled = true;
   static constexpr float kScaleFactor = 256.0f;
   static __m512 widen(__m128i bytes) {
-    const __m256i b = _mm256_cvtepu8_epi16(bytes);
-    const __m256i magnitude = _mm256_and_si256(b, _mm256_set1_epi16(0x7f));
-    const __m256i sign = _mm256_and_si256(_mm256_slli_epi16(b, 8), _mm256_set1_epi16(-0x8000));
-    __m256i h = _mm256_or_si256(sign, _mm256_slli_epi16(magnitude, 7));
-    const __mmask16 nan = _mm256_cmpeq_epi16_mask(magnitude, _mm256_set1_epi16(0x7f));
-    h = _mm256_mask_mov_epi16(h, nan, _mm256_set1_epi16(0x7e00));
-    return _mm512_cvtph_ps(h);
+    const __m256i h = _mm256_and_si256(_mm256_slli_epi16(_mm256_cvtepi8_epi16(bytes), 7),
+                                       _mm256_set1_epi16(static_cast<int16_t>(0xbf80)));
+    const __m128i magnitude = _mm_and_si128(bytes, _mm_set1_epi8(0x7f));
+    const __mmask16 finite = _mm_cmpneq_epi8_mask(magnitude, _mm_set1_epi8(0x7f));
+    return _mm512_mask_cvtph_ps(_mm512_set1_ps(__builtin_nanf("")), finite, h);
   }
   static __m512 load(const uint8_t* p) { return widen(_mm_loadu_si128(reinterpret_cast<const __m128i*>(p))); }
   static __m512 load_part(const uint8_t* p, int n) { return widen(_mm_maskz_loadu_epi8(first_n(n), p)); }
