@@ -19,6 +19,8 @@ EncodeScratch& scratch() {
 }
 
 Status check_utf8(std::string_view text, const std::string& what) {
+  // Pre-tokenizer offsets are 32-bit.
+  if (text.size() > UINT32_MAX) return make_error(what + " is longer than 4 GiB");
   const size_t bad = first_invalid_utf8(text);
   if (bad == text.size()) return ok_status();
   return make_error(what + " is not valid UTF-8: bad byte 0x" +
