@@ -46,7 +46,7 @@ class Interpreter {
 
   Status check_size(const Value& v) const {
     if (v.is_string() && v.as_string().size() > limits_.max_output_bytes) return make_error("string value exceeds the output size limit");
-    if (v.is_list() && v.as_list().size() > limits_.max_output_bytes) return make_error("list value exceeds the size limit");
+    if (v.is_list() && v.as_list().size() > limits_.max_list_items) return make_error("list value exceeds the size limit");
     return ok_status();
   }
 
@@ -89,7 +89,7 @@ class Interpreter {
     List out;
     for (int64_t i = start; stride > 0 ? i < stop : i > stop; i += stride) {
       LS_RETURN_IF_ERROR(step());
-      if (out.size() >= limits_.max_output_bytes) return make_error("range() too large");
+      if (out.size() >= limits_.max_list_items) return make_error("range() too large");
       out.push_back(Value::integer(i));
     }
     return Value::list(std::move(out));

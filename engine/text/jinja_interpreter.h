@@ -18,6 +18,7 @@ namespace latentserve::engine::text::jinja {
 
 struct RenderLimits {
   size_t max_output_bytes = size_t{16} << 20;  // also the largest string or list a template may build
+  size_t max_list_items = size_t{1} << 20;     // largest list (range() included) a template may build
   uint64_t max_steps = 20'000'000;             // loop iterations, calls and outputs together
   int max_call_depth = 64;                     // nested macro calls
 };
