@@ -63,8 +63,8 @@ PrefixMatch BlockManager::match_prefix(std::span<const int32_t> tokens, uint64_t
   BlockHash parent_hash = salt;
   uint64_t parent_id = 0;
   for (int64_t i = 0; i < max_blocks; ++i) {
-    const auto chunk = tokens.subspan(static_cast<size_t>(i * block_size_),
-                                      static_cast<size_t>(block_size_));
+    const auto chunk =
+        tokens.subspan(static_cast<size_t>(i * block_size_), static_cast<size_t>(block_size_));
     const BlockHash hash = hash_fn_(parent_hash, chunk);
     const int32_t block = find_cached(hash, parent_id, salt, chunk);
     if (block == kNone) break;
@@ -155,8 +155,8 @@ Status BlockManager::commit_full_blocks(SequenceBlocks& seq, std::span<const int
   if (!enable_prefix_cache_) return ok_status();
   const int64_t num_full = num_computed_tokens / block_size_;
   for (int64_t i = seq.num_committed_blocks(); i < num_full; ++i) {
-    const auto chunk = all_tokens.subspan(static_cast<size_t>(i * block_size_),
-                                          static_cast<size_t>(block_size_));
+    const auto chunk =
+        all_tokens.subspan(static_cast<size_t>(i * block_size_), static_cast<size_t>(block_size_));
     const BlockHash parent_hash = seq.parent_hash();
     const uint64_t parent_id = seq.committed.empty() ? 0 : seq.committed.back().prefix_id;
     const BlockHash hash = hash_fn_(parent_hash, chunk);
@@ -322,7 +322,9 @@ Status BlockManager::check_lists() const {
   for (const int32_t b : free_) {
     if (b < 0 || b >= n) return make_error("free list holds out-of-range block " + str(b));
     const Block& block = blocks_[static_cast<size_t>(b)];
-    if (seen[static_cast<size_t>(b)]++) return make_error("block " + str(b) + " twice in free list");
+    if (seen[static_cast<size_t>(b)]++) {
+      return make_error("block " + str(b) + " twice in free list");
+    }
     if (block.ref_count != 0 || block.cached) {
       return make_error("free block " + str(b) + " has ref_count " + str(block.ref_count) +
                         (block.cached ? " and is cached" : ""));

@@ -39,9 +39,9 @@ struct PrefixMatch {
 
 // What admitting a prompt would take, so a scheduler can plan before it commits.
 struct AllocationCost {
-  int64_t num_cached_tokens = 0;   // tokens served by the prefix cache
-  int64_t num_new_blocks = 0;      // fresh blocks beyond the cached prefix
-  int64_t num_blocks_taken = 0;    // blocks leaving the free pool (new + reused evictable ones)
+  int64_t num_cached_tokens = 0;  // tokens served by the prefix cache
+  int64_t num_new_blocks = 0;     // fresh blocks beyond the cached prefix
+  int64_t num_blocks_taken = 0;   // blocks leaving the free pool (new + reused evictable ones)
 };
 
 struct PrefixCacheStats {
@@ -72,7 +72,9 @@ class BlockManager {
   int64_t num_free_blocks() const { return static_cast<int64_t>(free_.size()) + num_evictable_; }
   int64_t num_evictable_blocks() const { return num_evictable_; }
   int64_t num_cached_blocks() const { return static_cast<int64_t>(cached_.size()); }
-  bool can_allocate(int64_t num_blocks_taken) const { return num_blocks_taken <= num_free_blocks(); }
+  bool can_allocate(int64_t num_blocks_taken) const {
+    return num_blocks_taken <= num_free_blocks();
+  }
 
   // The longest run of cached full blocks that starts `tokens`. It stops one token short of the
   // whole sequence: the last token is always computed, since its logits are needed.
@@ -127,8 +129,8 @@ class BlockManager {
     uint64_t prefix_id = 0;         // identity of the prefix ending with this block
     uint64_t parent_prefix_id = 0;  // 0: first block of a sequence
     uint64_t salt = 0;
-    std::vector<int32_t> tokens;    // block_size tokens while cached
-    int32_t lru_prev = kNone;       // LRU links while evictable
+    std::vector<int32_t> tokens;  // block_size tokens while cached
+    int32_t lru_prev = kNone;     // LRU links while evictable
     int32_t lru_next = kNone;
   };
 

@@ -1,0 +1,117 @@
+// Engine: continuous batching on its own thread. Front ends submit requests and read their
+// outputs from any thread; one loop schedules, runs the model, samples and streams results.
+// engine/README.md is the contract (ownership, threads, the step recipe, invariants).
+#pragma once
+
+#include <atomic>
+#include <condition_variable>
+#include <cstdint>
+#include <map>
+#include <memory>
+#include <mutex>
+#include <optional>
+#include <thread>
+#include <vector>
+
+#include "common/result.h"
+#include "engine/block_manager.h"
+#include "engine/model_runner.h"
+#include "engine/request.h"
+#include "engine/scheduler.h"
+#include "engine/sequence.h"
+#include "engine/token_decoder.h"
+#include "models/deepseek_v3/model.h"
+
+namespace latentserve::engine {
+
+struct EngineConfig {
+  SchedulerConfig scheduler;
+  int64_t block_size = 64;
+  std::optional<int64_t> num_kv_blocks;    // overrides kv_cache_memory
+  std::optional<int64_t> kv_cache_memory;  // bytes; default: a share of available memory
+  bool enable_prefix_cache = true;
+  SamplingLimits limits;
+  TokenDecoderFactory decoder_factory;     // needed for text deltas and stop strings
+  bool check_integrity_every_step = false;  // tests: BlockManager::check_integrity each step
+  bool log_startup = true;                  // print the cache size on stderr
+};
+
+struct EngineStats {
+  int64_t num_running = 0;
+  int64_t num_waiting = 0;
+  int64_t num_requests_unfinished = 0;
+  int64_t num_blocks = 0;
+  int64_t num_free_blocks = 0;
+  int64_t block_size = 0;
+  int64_t num_steps = 0;
+  int64_t num_preemptions = 0;
+  int64_t prompt_tokens = 0;        // computed prompt tokens (cache hits excluded)
+  int64_t generated_tokens = 0;
+  int64_t prefix_queried_tokens = 0;
+  int64_t prefix_hit_tokens = 0;
+  double forward_seconds = 0;       // inside ModelRunner::run
+  double overhead_seconds = 0;      // the rest of each step (scheduling, sampling, outputs)
+  std::string integrity_error;      // first integrity failure seen (check_integrity_every_step)
+};
+
+class Engine {
+ public:
+  static Result<std::unique_ptr<Engine>> create(const models::deepseek_v3::Model& model,
+                                                EngineConfig config);
+  ~Engine();  // aborts what is left and stops the loop
+  Engine(const Engine&) = delete;
+  Engine& operator=(const Engine&) = delete;
+
+  // Validates the request (parameters, vocabulary, context length, cache capacity) and queues
+  // it; an invalid request returns an error and queues nothing.
+  Result<RequestHandle> submit(Request request);
+  // Aborts a request (no-op when unknown or finished); its blocks are freed by the next step.
+  void abort(uint64_t request_id);
+  EngineStats stats() const;
+  // Blocks until no request is waiting or running.
+  void wait_idle() const;
+
+ private:
+  Engine(const models::deepseek_v3::Model& model, EngineConfig config, BlockManager blocks,
+         models::LatentCacheStorage cache);
+
+  Status validate(const Request& request) const;
+  void loop();
+  bool step();  // false when there was nothing to do
+  void drain_inbox();
+  void admit(std::shared_ptr<RequestState> request);
+  void abort_request(uint64_t request_id);
+  void sample_and_update(const SchedulePlan& plan, const StepLogits& logits);
+  void append_token(Sequence& seq, const SampleResult& result, Output& out);
+  void finish_sequence(Sequence& seq, FinishReason reason, Output& out);
+  void emit(Sequence& seq, Output out);
+  void check_integrity();
+  void publish_stats();
+
+  const models::deepseek_v3::Model& model_;
+  EngineConfig config_;
+  BlockManager blocks_;
+  Scheduler scheduler_;
+  ModelRunner runner_;
+  std::vector<int32_t> eos_ids_;
+
+  // Engine-thread state.
+  std::map<uint64_t, std::unique_ptr<Sequence>> sequences_;
+  std::map<uint64_t, std::shared_ptr<RequestState>> requests_;
+  uint64_t next_sequence_id_ = 1;
+
+  // Shared with front-end threads, under mutex_.
+  mutable std::mutex mutex_;
+  mutable std::condition_variable wake_;
+  mutable std::condition_variable idle_;
+  std::vector<std::shared_ptr<RequestState>> inbox_;
+  std::vector<uint64_t> aborts_;
+  uint64_t next_request_id_ = 1;
+  int64_t unfinished_requests_ = 0;
+  bool stopping_ = false;
+  EngineStats stats_;
+
+  std::thread thread_;
+};
+
+}  // namespace latentserve::engine
