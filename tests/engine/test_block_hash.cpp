@@ -1,6 +1,5 @@
 // XXH64 against the specification's published vectors, and the block hash built on it.
 #include <catch2/catch.hpp>
-
 #include <cstdint>
 #include <cstring>
 #include <random>

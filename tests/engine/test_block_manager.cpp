@@ -1,11 +1,10 @@
 // BlockManager behaviour case by case: prefix reuse, the last-token rule, LRU eviction order,
 // hash collisions, all-or-nothing allocation, truncation and the disabled cache.
-#include <catch2/catch.hpp>
-
 #include <algorithm>
+#include <catch2/catch.hpp>
 #include <cstdint>
-#include <string>
 #include <span>
+#include <string>
 #include <vector>
 
 #include "engine/block_manager.h"
@@ -77,8 +76,8 @@ TEST_CASE("allocate, append and free account every block", "[block_manager]") {
 
   CHECK_FALSE(m.allocate(a, prompt, 0).ok());
   REQUIRE(m.allocate(a, prompt, 3).ok());
-  CHECK_FALSE(m.allocate(a, prompt, 3).ok());  // already holds blocks
-  CHECK_FALSE(m.commit_full_blocks(a, prompt, 5).ok());  // only 4 slots exist
+  CHECK_FALSE(m.allocate(a, prompt, 3).ok());               // already holds blocks
+  CHECK_FALSE(m.commit_full_blocks(a, prompt, 5).ok());     // only 4 slots exist
   CHECK_FALSE(m.commit_full_blocks(a, Tokens{1}, 2).ok());  // fewer tokens than claimed
   require_integrity(m, {&a});
 }
@@ -144,7 +143,8 @@ TEST_CASE("eviction takes free blocks first, then the least recently used", "[bl
   m.free(a);
   m.free(b);
   // Freed tail first: within a sequence the tail is older, and a was freed before b.
-  CHECK(m.evictable_blocks() == std::vector<int32_t>{ablocks[1], ablocks[0], bblocks[1], bblocks[0]});
+  CHECK(m.evictable_blocks() ==
+        std::vector<int32_t>{ablocks[1], ablocks[0], bblocks[1], bblocks[0]});
   CHECK(m.num_free_blocks() == 6);
   require_integrity(m, {});
 

@@ -3,9 +3,8 @@
 // freed, while a shadow of the cache records which exact token prefix produced every slot. Any
 // reuse of a block computed from other tokens, any write into a shared block, or any broken
 // invariant fails the test.
-#include <catch2/catch.hpp>
-
 #include <algorithm>
+#include <catch2/catch.hpp>
 #include <cstdint>
 #include <optional>
 #include <random>
@@ -152,9 +151,10 @@ class Simulator {
   // Writes the latent of position `pos`, computed from `prefix` (tokens 0..pos inclusive).
   void write_slot(const SimSequence& s, int64_t pos, std::span<const int32_t> prefix) {
     const int32_t block = s.blocks.block_table[static_cast<size_t>(pos / block_size_)];
-    REQUIRE(manager_->ref_count(block) == 1);       // never write into a shared block
+    REQUIRE(manager_->ref_count(block) == 1);         // never write into a shared block
     REQUIRE(manager_->cached_tokens(block).empty());  // nor into a published one
-    slots_[static_cast<size_t>(slot_of(s, pos))] = SlotSource{s.salt, {prefix.begin(), prefix.end()}};
+    slots_[static_cast<size_t>(slot_of(s, pos))] =
+        SlotSource{s.salt, {prefix.begin(), prefix.end()}};
   }
 
   void admit() {
@@ -206,7 +206,7 @@ class Simulator {
   // One model step for one sequence: a prefill chunk, or the pending token plus drafts.
   void step() {
     if (running_.empty()) return;
-    const auto index = static_cast<size_t>(uniform(0, static_cast<int64_t>(running_.size()) - 1));
+    const size_t index = pick_running();
     SimSequence& s = running_[index];
     const auto len = static_cast<int64_t>(s.tokens.size());
     const int64_t chunk = uniform(1, std::min(len - s.computed, 2 * block_size_ + 1));
@@ -261,7 +261,7 @@ class Simulator {
   // Rolls a sequence back to an earlier point, as if later tokens had never been generated.
   void rollback() {
     if (running_.empty()) return;
-    SimSequence& s = running_[static_cast<size_t>(uniform(0, static_cast<int64_t>(running_.size()) - 1))];
+    SimSequence& s = running_[pick_running()];
     const int64_t n = uniform(0, s.computed);
     const int64_t committed_tokens = s.blocks.num_committed_blocks() * block_size_;
     const le::SequenceBlocks table_before = s.blocks;
@@ -275,7 +275,8 @@ class Simulator {
       return;
     }
     REQUIRE(status.ok());
-    REQUIRE(static_cast<int64_t>(s.blocks.block_table.size()) == (n + block_size_ - 1) / block_size_);
+    REQUIRE(static_cast<int64_t>(s.blocks.block_table.size()) ==
+            (n + block_size_ - 1) / block_size_);
     s.tokens.resize(static_cast<size_t>(n + 1));
     s.computed = n;
   }
@@ -290,7 +291,11 @@ class Simulator {
   }
 
   void finish_one() {
-    if (!running_.empty()) finish(static_cast<size_t>(uniform(0, static_cast<int64_t>(running_.size()) - 1)));
+    if (!running_.empty()) finish(pick_running());
+  }
+
+  size_t pick_running() {
+    return static_cast<size_t>(uniform(0, static_cast<int64_t>(running_.size()) - 1));
   }
 
   void finish(size_t index) {
@@ -347,7 +352,9 @@ TEST_CASE("simulated scheduling keeps the block manager consistent", "[block_man
 
 TEST_CASE("simulated scheduling with colliding hashes never reuses wrong blocks",
           "[block_manager][sim]") {
-  SECTION("hash ignores the parent") { CHECK(run_many(&hash_ignoring_parent, true, 2000).hit_tokens > 0); }
+  SECTION("hash ignores the parent") {
+    CHECK(run_many(&hash_ignoring_parent, true, 2000).hit_tokens > 0);
+  }
   SECTION("two-bit hash") { CHECK(run_many(&two_bit_hash, true, 3000).hit_tokens > 0); }
   SECTION("constant hash") { run_many(&constant_hash, true, 4000); }
 }
