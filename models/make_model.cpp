@@ -32,18 +32,21 @@ uint64_t hash_name(const std::string& s) {
   return h;
 }
 
-// Fills out[0..n) with mean + stddev * N(0, 1) (Box-Muller), from a stream keyed by
-// (seed, tensor, row) so rows can be generated in any order and in parallel.
+// Fills out[0..n) with mean + stddev * N(0, 1) (Box-Muller in float, one 64-bit draw per pair,
+// tails cut near 5.8 sigma), from a stream keyed by (seed, tensor, row) so rows can be
+// generated in any order and in parallel.
 void normal_row(uint64_t tensor_seed, int64_t row, float mean, float stddev, float* out,
                 int64_t n) {
   uint64_t state = tensor_seed ^ (uint64_t(row) * 0xd1b54a32d192ed03ull);
   splitmix64(state);
+  constexpr float kTwoPi = 6.28318530717958647692f;
   for (int64_t i = 0; i < n; i += 2) {
-    const double u1 = double((splitmix64(state) >> 11) + 1) * 0x1.0p-53;  // (0, 1]
-    const double u2 = double(splitmix64(state) >> 11) * 0x1.0p-53;        // [0, 1)
-    const double r = std::sqrt(-2.0 * std::log(u1));
-    out[i] = float(mean + stddev * r * std::cos(2.0 * M_PI * u2));
-    if (i + 1 < n) out[i + 1] = float(mean + stddev * r * std::sin(2.0 * M_PI * u2));
+    const uint64_t bits = splitmix64(state);
+    const float u1 = float((bits >> 40) + 1) * 0x1.0p-24f;  // (0, 1]
+    const float u2 = float(bits & 0xffffffu) * 0x1.0p-24f;  // [0, 1)
+    const float r = stddev * std::sqrt(-2.0f * std::log(u1));
+    out[i] = mean + r * std::cos(kTwoPi * u2);
+    if (i + 1 < n) out[i + 1] = mean + r * std::sin(kTwoPi * u2);
   }
 }
 
@@ -197,6 +200,13 @@ Status copy_tokenizer(const std::string& from, const std::string& to) {
 
 Status make_model(const MakeModelOptions& options) {
   if (options.out_dir.empty()) return make_error("make_model: no output folder given");
+  for (const char* name : {"tokenizer.json", "tokenizer_config.json"}) {
+    std::error_code exists_ec;
+    if (!options.tokenizer_dir.empty() &&
+        !fs::is_regular_file(fs::path(options.tokenizer_dir) / name, exists_ec)) {
+      return make_error(options.tokenizer_dir + "/" + name + ": not found");
+    }
+  }
   LS_ASSIGN_OR_RETURN(std::string config_text,
                       make_model_config_json(options.preset, options.fp8));
   LS_ASSIGN_OR_RETURN(ModelConfig config, parse_model_config(config_text, options.preset));
