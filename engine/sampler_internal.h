@@ -89,6 +89,10 @@ float row_max(const float* w, int64_t n);
 int32_t row_argmax(const float* w, int64_t n);  // first maximum
 double exp_sum(const float* w, int64_t n, float max);
 
+// The tokens min_p, top_k and top_p keep on a processed row with maximum `max`: written to
+// scratch.ids[0, n) ascending, n returned; -1 when nothing truncates (every finite logit is kept).
+int64_t kept_tokens(const float* w, int64_t vocab, const SamplingParams& params, float max, Scratch& scratch);
+
 // The random path on a processed row: min_p, top_k, top_p and the draw. -1 if every logit is -inf.
 int32_t sample_random(const float* w, int64_t vocab, const SamplingParams& params, double u, Scratch& scratch);
 

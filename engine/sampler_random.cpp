@@ -135,20 +135,14 @@ int64_t keep_top_p(const float* w, float max, int32_t* ids, int64_t n, float top
 
 }  // namespace
 
-int32_t sample_random(const float* w, int64_t vocab, const SamplingParams& p, double u, Scratch& s) {
-  const float max = row_max(w, vocab);
-  if (!(max > -std::numeric_limits<float>::infinity())) return -1;
+int64_t kept_tokens(const float* w, int64_t vocab, const SamplingParams& p, float max, Scratch& s) {
   const bool top_k = p.top_k > 0 && p.top_k < vocab;
   const bool top_p = p.top_p < 1.0f;
   const bool min_p = p.min_p > 0.0f;
   int32_t* ids = s.ids.data();
   // The lowest logit any truncation may keep; -FLT_MAX leaves out only banned (-inf) tokens.
   const float floor = min_p ? min_p_threshold(max, p.min_p) : -std::numeric_limits<float>::max();
-  if (!top_k && !top_p) {
-    if (!min_p) return draw_full(w, vocab, max, u, s);
-    const int64_t n = collect(w, vocab, floor, ids);
-    return draw_candidates(w, max, ids, n, u, s);
-  }
+  if (!top_k && !top_p) return min_p ? collect(w, vocab, floor, ids) : -1;
   // top_p alone over the whole vocabulary needs the total weight up front.
   const bool needs_total = top_p && !top_k && !min_p;
   const double total = needs_total ? exp_sum(w, vocab, max) : -1.0;
@@ -167,7 +161,14 @@ int32_t sample_random(const float* w, int64_t vocab, const SamplingParams& p, do
   }
   if (top_k) n = keep_top_k(w, ids, n, p.top_k);
   if (top_p) n = keep_top_p(w, max, ids, n, p.top_p, complete ? -1.0 : total, s);
-  return draw_candidates(w, max, ids, n, u, s);
+  return n;
+}
+
+int32_t sample_random(const float* w, int64_t vocab, const SamplingParams& p, double u, Scratch& s) {
+  const float max = row_max(w, vocab);
+  if (!(max > -std::numeric_limits<float>::infinity())) return -1;
+  const int64_t n = kept_tokens(w, vocab, p, max, s);
+  return n < 0 ? draw_full(w, vocab, max, u, s) : draw_candidates(w, max, s.ids.data(), n, u, s);
 }
 
 }  // namespace latentserve::engine::detail
