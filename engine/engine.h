@@ -65,6 +65,8 @@ class Engine {
   // Validates the request (parameters, vocabulary, context length, cache capacity) and queues
   // it; an invalid request returns an error and queues nothing.
   Result<RequestHandle> submit(Request request);
+  // The checks submit() makes, without queuing anything.
+  Status validate(const Request& request) const;
   // Aborts a request (no-op when unknown or finished); its blocks are freed by the next step.
   void abort(uint64_t request_id);
   EngineStats stats() const;
@@ -75,7 +77,6 @@ class Engine {
   Engine(const models::deepseek_v3::Model& model, EngineConfig config, BlockManager blocks,
          models::LatentCacheStorage cache);
 
-  Status validate(const Request& request) const;
   void loop();
   bool step();  // false when there was nothing to do
   void drain_inbox();

@@ -1,21 +1,28 @@
-// `latentserve generate`: offline generation from a JSONL file of requests to a JSONL file of
-// results, one line each, in input order.
+// `latentserve generate`: offline batch generation through the engine, from a JSONL file of
+// requests to a JSONL file of results, one line each, in input order.
 #pragma once
 
 #include <string>
 #include <vector>
 
+#include <nlohmann/json.hpp>
+
 #include "common/result.h"
-#include "engine/greedy_generator.h"
+#include "engine/collected.h"
+#include "engine/request.h"
+#include "engine/text/text_processor.h"
 
 namespace latentserve::server {
 
-// Parses one input line ({"prompt_token_ids": [...], "max_tokens": N, "logprobs": K,
-// "ignore_eos": bool}); errors name the field.
-Result<engine::GreedyRequest> parse_generate_request(const std::string& line);
+// One input line: a prompt ("prompt_token_ids", "prompt" or "messages") and sampling
+// parameters. Greedy unless "temperature" says otherwise. Errors name the field.
+Result<engine::Request> parse_generate_line(const std::string& line,
+                                            const engine::text::TextProcessor* text);
 
-// The output line for one result.
-std::string format_generate_result(const engine::GreedyResult& result, int32_t logprobs);
+// One output line: {"token_ids", "text", "logprobs", "finish_reason", "usage"} for the first
+// completion, plus "choices" with every completion when n > 1.
+nlohmann::ordered_json format_generate_result(const engine::CollectedRequest& result,
+                                              const engine::SamplingParams& params, bool with_text);
 
 int generate_command(const std::vector<std::string>& args);
 

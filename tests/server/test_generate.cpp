@@ -45,33 +45,47 @@ fs::path temp_dir(const std::string& name) {
 }  // namespace
 
 TEST_CASE("generate request lines are parsed and checked field by field", "[generate]") {
-  auto ok = server::parse_generate_request(R"({"prompt_token_ids": [1, 2, 3], "max_tokens": 4, "logprobs": 2, "ignore_eos": true, "extra": 1})");
+  auto ok = server::parse_generate_line(
+      R"({"prompt_token_ids": [1, 2, 3], "max_tokens": 4, "logprobs": 2, "ignore_eos": true, "extra": 1,
+          "temperature": 0.5, "top_k": 5, "top_p": 0.9, "seed": 7, "n": 2, "stop": "ab",
+          "logit_bias": {"17": -3.5}, "stop_token_ids": [9]})",
+      nullptr);
   REQUIRE(ok.ok());
   CHECK(ok->prompt_token_ids == std::vector<int32_t>{1, 2, 3});
-  CHECK(ok->max_tokens == 4);
-  CHECK(ok->logprobs == 2);
-  CHECK(ok->ignore_eos);
+  CHECK(ok->params.max_tokens == 4);
+  CHECK(*ok->params.logprobs == 2);
+  CHECK(ok->params.ignore_eos);
+  CHECK(ok->params.temperature == 0.5f);
+  CHECK(ok->params.top_k == 5);
+  CHECK(*ok->params.seed == 7);
+  CHECK(ok->params.n == 2);
+  CHECK(ok->params.stop == std::vector<std::string>{"ab"});
+  CHECK(ok->params.logit_bias.at(17) == -3.5f);
+  CHECK(ok->params.stop_token_ids == std::vector<int32_t>{9});
 
-  auto defaults = server::parse_generate_request(R"({"prompt_token_ids": [7]})");
+  auto defaults = server::parse_generate_line(R"({"prompt_token_ids": [7]})", nullptr);
   REQUIRE(defaults.ok());
-  CHECK(defaults->max_tokens == 16);
-  CHECK(defaults->logprobs == 0);
-  CHECK_FALSE(defaults->ignore_eos);
+  CHECK(defaults->params.max_tokens == 16);
+  CHECK_FALSE(defaults->params.logprobs.has_value());
+  CHECK(defaults->params.temperature == 0.0f);  // offline generation is greedy unless asked
+  CHECK_FALSE(defaults->params.ignore_eos);
 
   const std::pair<const char*, const char*> bad[] = {
       {"not json", "JSON"},
       {"[1, 2]", "object"},
       {R"({"max_tokens": 3})", "prompt_token_ids"},
-      {R"({"prompt_token_ids": []})", "prompt_token_ids"},
       {R"({"prompt_token_ids": [1, "a"]})", "prompt_token_ids\"[1]"},
       {R"({"prompt_token_ids": [-4]})", "prompt_token_ids\"[0]"},
-      {R"({"prompt_token_ids": [1], "max_tokens": 0})", "max_tokens"},
       {R"({"prompt_token_ids": [1], "max_tokens": 2.5})", "max_tokens"},
-      {R"({"prompt_token_ids": [1], "logprobs": 21})", "logprobs"},
       {R"({"prompt_token_ids": [1], "ignore_eos": "yes"})", "ignore_eos"},
+      {R"({"prompt_token_ids": [1], "temperature": "hot"})", "temperature"},
+      {R"({"prompt_token_ids": [1], "stop": [1]})", "stop"},
+      {R"({"prompt_token_ids": [1], "logit_bias": {"x": 1}})", "logit_bias"},
+      {R"({"prompt_token_ids": [1], "prompt": "hi"})", "only one"},
+      {R"({"prompt": "hello"})", "tokenizer"},
   };
   for (const auto& [line, field] : bad) {
-    auto r = server::parse_generate_request(line);
+    auto r = server::parse_generate_line(line, nullptr);
     INFO(line);
     REQUIRE_FALSE(r.ok());
     CHECK_THAT(r.error().message, Catch::Contains(field));

@@ -1,0 +1,38 @@
+#include "server/engine_options.h"
+
+namespace latentserve::server {
+
+std::vector<OptionSpec> engine_option_specs() {
+  return {
+      {"block-size", true, "tokens per latent-cache block (default 64)"},
+      {"num-kv-blocks", true, "latent-cache blocks (overrides --kv-cache-memory)"},
+      {"kv-cache-memory", true, "latent-cache bytes (default: a fifth of available memory, at most 8 GiB)"},
+      {"max-num-seqs", true, "sequences per step (default 256)"},
+      {"max-num-batched-tokens", true, "new tokens per step (default 2048)"},
+      {"no-prefix-cache", false, "do not reuse cached prompt prefixes"},
+  };
+}
+
+Result<engine::EngineConfig> engine_config_from(const ParsedOptions& options) {
+  engine::EngineConfig config;
+  auto positive = [&](const char* name, int64_t fallback) -> Result<int64_t> {
+    LS_ASSIGN_OR_RETURN(int64_t v, options.get_int(name, fallback));
+    if (v < 1) return make_error(std::string("--") + name + " must be at least 1");
+    return v;
+  };
+  LS_ASSIGN_OR_RETURN(config.block_size, positive("block-size", 64));
+  LS_ASSIGN_OR_RETURN(config.scheduler.max_num_seqs, positive("max-num-seqs", 256));
+  LS_ASSIGN_OR_RETURN(config.scheduler.max_num_batched_tokens, positive("max-num-batched-tokens", 2048));
+  if (options.has("num-kv-blocks")) {
+    LS_ASSIGN_OR_RETURN(int64_t blocks, positive("num-kv-blocks", 1));
+    config.num_kv_blocks = blocks;
+  }
+  if (options.has("kv-cache-memory")) {
+    LS_ASSIGN_OR_RETURN(int64_t bytes, positive("kv-cache-memory", 1));
+    config.kv_cache_memory = bytes;
+  }
+  config.enable_prefix_cache = !options.has("no-prefix-cache");
+  return config;
+}
+
+}  // namespace latentserve::server
