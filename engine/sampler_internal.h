@@ -16,6 +16,7 @@ namespace latentserve::engine::detail {
 struct Scratch {
   std::vector<float> logits;       // [vocab] processed logits
   std::vector<float> exps;         // [vocab] exp(w - max)
+  std::vector<float> values;       // [candidates] their logits
   std::vector<int32_t> ids;        // [vocab] candidate token ids
   std::vector<double> weights;     // [candidates]
   std::vector<double> block_sums;  // [vocab / kBlock]

@@ -14,6 +14,7 @@ Scratch& thread_scratch(int64_t vocab) {
   if (scratch.logits.size() < n) {
     scratch.logits.resize(n);
     scratch.exps.resize(n);
+    scratch.values.resize(n);
     scratch.ids.resize(n);
     scratch.weights.resize(n);
   }

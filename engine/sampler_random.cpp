@@ -3,8 +3,9 @@
 // Every truncation keeps a set {i : w_i >= threshold}, so the tokens that matter are a prefix
 // of the vocabulary ordered by logit. We collect the candidates C = {w_i >= max - D} with one
 // branch-free pass, widening D until C provably holds that prefix (at least k tokens for top_k,
-// at least top_p of the mass for top_p), and sort only C. Weights of candidates are computed
-// in double exactly as the reference computes them, so both agree bit for bit on the kept set.
+// at least top_p of the mass for top_p). top_k is then a selection (nth_element) and top_p a
+// quickselect on cumulative mass; nothing is fully sorted. Weights are float exps summed in
+// double, so a cut or a draw can differ from the reference only within ~1e-6 of a boundary.
 #include <algorithm>
 #include <cmath>
 #include <limits>
@@ -15,8 +16,8 @@ namespace latentserve::engine::detail {
 namespace {
 
 constexpr int64_t kBlock = 1024;
-constexpr float kInitialSpan = 8.0f;   // nats below the max collected first
-constexpr float kWidestSpan = 8192.0f; // beyond this, collect every finite logit
+constexpr float kInitialSpan = 8.0f;    // nats below the max collected first
+constexpr float kWidestSpan = 8192.0f;  // beyond this, collect every finite logit
 
 // Writes the ids with w_i >= t (ascending) to ids; returns how many.
 int64_t collect(const float* w, int64_t vocab, float t, int32_t* ids) {
@@ -38,14 +39,21 @@ int64_t filter(const float* w, int32_t* ids, int64_t n, float t) {
   return kept;
 }
 
+// values[j] = w[ids[j]], weights[j] = exp(values[j] - max); returns the sum of the weights.
+double gather_weights(const float* w, float max, const int32_t* ids, int64_t n, Scratch& s) {
+  float* values = s.values.data();
+  double* weights = s.weights.data();
+  for (int64_t j = 0; j < n; ++j) values[j] = w[ids[j]];
+  for (int64_t j = 0; j < n; ++j) weights[j] = double(exp_nonpositive(values[j] - max));
+  double sum = 0;
+  for (int64_t j = 0; j < n; ++j) sum += weights[j];
+  return sum;
+}
+
 // Draws among candidate ids (ascending): first whose running weight exceeds u * total.
-int32_t draw_candidates(const float* w, float max, int32_t* ids, int64_t n, double u, Scratch& s) {
-  double* weight = s.weights.data();
-  double total = 0;
-  for (int64_t j = 0; j < n; ++j) {
-    weight[j] = std::exp(double(w[ids[j]]) - double(max));
-    total += weight[j];
-  }
+int32_t draw_candidates(const float* w, float max, const int32_t* ids, int64_t n, double u, Scratch& s) {
+  const double total = gather_weights(w, max, ids, n, s);
+  const double* weight = s.weights.data();
   const double target = u * total;
   double running = 0;
   for (int64_t j = 0; j < n; ++j) {
@@ -58,8 +66,8 @@ int32_t draw_candidates(const float* w, float max, int32_t* ids, int64_t n, doub
   return ids[0];
 }
 
-// Draws over the whole vocabulary: exps and per-block sums in one pass, then the block, then the token.
-int32_t draw_full(const float* w, int64_t vocab, float max, double u, Scratch& s) {
+// exps[i] = exp(w_i - max) and per-block sums; returns the total.
+double fill_exps(const float* w, int64_t vocab, float max, Scratch& s) {
   const int64_t blocks = (vocab + kBlock - 1) / kBlock;
   s.block_sums.resize(size_t(blocks));
   float* e = s.exps.data();
@@ -78,20 +86,26 @@ int32_t draw_full(const float* w, int64_t vocab, float max, double u, Scratch& s
     s.block_sums[size_t(b)] = sum;
     total += sum;
   }
-  const double target = u * total;
+  return total;
+}
+
+// Draws over the whole vocabulary: the block holding u * total, then the token inside it.
+int32_t draw_full(const float* w, int64_t vocab, float max, double u, Scratch& s) {
+  const double target = u * fill_exps(w, vocab, max, s);
+  const float* e = s.exps.data();
   double running = 0;
-  for (int64_t b = 0; b < blocks; ++b) {
-    if (running + s.block_sums[size_t(b)] <= target) {
-      running += s.block_sums[size_t(b)];
+  for (size_t b = 0; b < s.block_sums.size(); ++b) {
+    if (running + s.block_sums[b] <= target) {
+      running += s.block_sums[b];
       continue;
     }
-    const int64_t begin = b * kBlock, end = std::min(vocab, begin + kBlock);
+    const int64_t begin = int64_t(b) * kBlock, end = std::min(vocab, begin + kBlock);
     for (int64_t i = begin; i < end; ++i) {
       running += double(e[i]);
       if (running > target) return int32_t(i);
     }
   }
-  for (int64_t i = vocab - 1; i > 0; --i) {
+  for (int64_t i = vocab - 1; i > 0; --i) {  // u * total rounded past the end
     if (e[i] > 0.0f) return int32_t(i);
   }
   return 0;
@@ -107,30 +121,51 @@ int64_t keep_top_k(const float* w, int32_t* ids, int64_t n, int64_t k) {
   return kept;
 }
 
-// Keeps the smallest logit-ordered prefix of ids[0, n) whose weight reaches top_p * total, plus
-// ties of its last token. total < 0 means "the weight of ids[0, n)" (summed in sorted order).
-int64_t keep_top_p(const float* w, float max, int32_t* ids, int64_t n, float top_p, double total, Scratch& s) {
-  std::sort(ids, ids + n, [w](int32_t a, int32_t b) { return w[a] != w[b] ? w[a] > w[b] : a < b; });
-  double* weight = s.weights.data();
-  double sum = 0;
-  for (int64_t j = 0; j < n; ++j) {
-    weight[j] = std::exp(double(w[ids[j]]) - double(max));
-    sum += weight[j];
-  }
-  if (total < 0) total = sum;
-  const double target = double(top_p) * total;
-  float cut = w[ids[n - 1]];
-  double running = 0;
-  for (int64_t j = 0; j < n; ++j) {
-    running += weight[j];
-    if (running >= target) {
-      cut = w[ids[j]];
-      break;
+// The logit of the last token of the shortest logit-ordered prefix whose weight reaches
+// `need`: a quickselect over (value, weight) pairs, three-way partitioned so ties move together.
+float top_p_cut(float* values, double* weights, int64_t n, double need) {
+  float lowest = values[0];
+  for (int64_t j = 1; j < n; ++j) lowest = std::min(lowest, values[j]);
+  int64_t lo = 0, hi = n;
+  while (lo < hi) {
+    const float a = values[lo], b = values[lo + (hi - lo) / 2], c = values[hi - 1];
+    const float pivot = std::max(std::min(a, b), std::min(std::max(a, b), c));  // median of three
+    // [lo, gt) > pivot, [gt, lt) == pivot, [lt, hi) < pivot.
+    int64_t gt = lo, j = lo, lt = hi;
+    while (j < lt) {
+      if (values[j] > pivot) {
+        std::swap(values[j], values[gt]);
+        std::swap(weights[j++], weights[gt++]);
+      } else if (values[j] < pivot) {
+        --lt;
+        std::swap(values[j], values[lt]);
+        std::swap(weights[j], weights[lt]);
+      } else {
+        ++j;
+      }
+    }
+    double above = 0, equal = 0;
+    for (int64_t q = lo; q < gt; ++q) above += weights[q];
+    for (int64_t q = gt; q < lt; ++q) equal += weights[q];
+    if (above >= need) {
+      hi = gt;
+    } else if (above + equal >= need) {
+      return pivot;
+    } else {
+      need -= above + equal;
+      lo = lt;
     }
   }
-  const int64_t kept = filter(w, ids, n, cut);
-  std::sort(ids, ids + kept);
-  return kept;
+  return lowest;  // the total rounded below need: keep everything
+}
+
+// Keeps the shortest logit-ordered prefix of ids[0, n) whose weight reaches top_p * total, plus
+// ties of its last token. total < 0 means "the weight of ids[0, n)".
+int64_t keep_top_p(const float* w, float max, int32_t* ids, int64_t n, float top_p, double total, Scratch& s) {
+  const double sum = gather_weights(w, max, ids, n, s);
+  if (total < 0) total = sum;
+  const float cut = top_p_cut(s.values.data(), s.weights.data(), n, double(top_p) * total);
+  return filter(w, ids, n, cut);
 }
 
 }  // namespace
@@ -143,9 +178,9 @@ int64_t kept_tokens(const float* w, int64_t vocab, const SamplingParams& p, floa
   // The lowest logit any truncation may keep; -FLT_MAX leaves out only banned (-inf) tokens.
   const float floor = min_p ? min_p_threshold(max, p.min_p) : -std::numeric_limits<float>::max();
   if (!top_k && !top_p) return min_p ? collect(w, vocab, floor, ids) : -1;
-  // top_p alone over the whole vocabulary needs the total weight up front.
+  // top_p alone over the whole vocabulary needs the total weight (and every exp) up front.
   const bool needs_total = top_p && !top_k && !min_p;
-  const double total = needs_total ? exp_sum(w, vocab, max) : -1.0;
+  const double total = needs_total ? fill_exps(w, vocab, max, s) : -1.0;
   int64_t n = 0;
   bool complete = false;  // ids hold every token that top_p renormalises over
   for (float span = kInitialSpan;; span *= 4.0f) {
@@ -155,7 +190,7 @@ int64_t kept_tokens(const float* w, int64_t vocab, const SamplingParams& p, floa
     if (t == floor || (top_k && n >= p.top_k)) break;
     if (needs_total) {
       double mass = 0;
-      for (int64_t j = 0; j < n; ++j) mass += std::exp(double(w[ids[j]]) - double(max));
+      for (int64_t j = 0; j < n; ++j) mass += double(s.exps[size_t(ids[j])]);
       if (mass >= double(p.top_p) * total) break;
     }
   }

@@ -18,7 +18,7 @@ struct SamplingLimits {
   // OpenAI's bound. vLLM accepts any temperature >= 0; a server may raise this.
   float max_temperature = 2.0f;
   int32_t max_n = 16;
-  int32_t max_logprobs = 20;       // top_logprobs per token (OpenAI's bound)
+  int32_t max_logprobs = 20;       // top_logprobs per token (OpenAI's bound; the sampler returns at most 20)
   int32_t max_stop_strings = 16;
 };
 

@@ -151,8 +151,7 @@ TEST_CASE("fast sampler matches the reference on random rows and params", "[engi
       const auto dist = eng::reference_distribution(logits.data(), vocab, p, state, produced, eos);
       bool boundary = false;
       if (!dist.greedy && fast_kept(logits, p, state, produced, eos) != dist.kept) {
-        // Only top_p over the whole vocabulary uses a float total; it may move a cut lying
-        // within 1e-6 of top_p.
+        // The fast path's float weights may move a top_p cut lying within 1e-6 of top_p.
         bool explained = false;
         for (double dp : {-1e-6, 1e-6}) {
           SamplingParams q = p;
