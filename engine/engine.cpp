@@ -377,12 +377,7 @@ void Engine::finish_sequence(Sequence& seq, FinishReason reason, Output& out) {
     out.request_finished = true;
     out.usage = request.usage;
     requests_.erase(request.id);
-    {
-      std::lock_guard<std::mutex> lock(mutex_);
-      --unfinished_requests_;
-      stats_.num_requests_unfinished = unfinished_requests_;
-    }
-    idle_.notify_all();
+    ++requests_finished_in_step_;  // counted as finished once the step's stats are published
   }
 }
 
@@ -405,13 +400,19 @@ void Engine::check_integrity() {
 }
 
 void Engine::publish_stats() {
-  std::lock_guard<std::mutex> lock(mutex_);
-  stats_.num_running = scheduler_.num_running();
-  stats_.num_waiting = scheduler_.num_waiting();
-  stats_.num_free_blocks = blocks_.num_free_blocks();
-  stats_.num_preemptions = scheduler_.num_preemptions();
-  stats_.prefix_queried_tokens = blocks_.stats().num_queried_tokens;
-  stats_.prefix_hit_tokens = blocks_.stats().num_hit_tokens;
+  {
+    std::lock_guard<std::mutex> lock(mutex_);
+    unfinished_requests_ -= requests_finished_in_step_;
+    requests_finished_in_step_ = 0;
+    stats_.num_requests_unfinished = unfinished_requests_;
+    stats_.num_running = scheduler_.num_running();
+    stats_.num_waiting = scheduler_.num_waiting();
+    stats_.num_free_blocks = blocks_.num_free_blocks();
+    stats_.num_preemptions = scheduler_.num_preemptions();
+    stats_.prefix_queried_tokens = blocks_.stats().num_queried_tokens;
+    stats_.prefix_hit_tokens = blocks_.stats().num_hit_tokens;
+  }
+  idle_.notify_all();
 }
 
 }  // namespace latentserve::engine

@@ -70,7 +70,7 @@ class Engine {
   // Aborts a request (no-op when unknown or finished); its blocks are freed by the next step.
   void abort(uint64_t request_id);
   EngineStats stats() const;
-  // Blocks until no request is waiting or running.
+  // Blocks until no request is waiting or running and the last step's stats are published.
   void wait_idle() const;
 
  private:
@@ -100,6 +100,7 @@ class Engine {
   std::map<uint64_t, std::unique_ptr<Sequence>> sequences_;
   std::map<uint64_t, std::shared_ptr<RequestState>> requests_;
   uint64_t next_sequence_id_ = 1;
+  int64_t requests_finished_in_step_ = 0;
 
   // Shared with front-end threads, under mutex_.
   mutable std::mutex mutex_;

@@ -20,6 +20,7 @@ struct Scratch {
   std::vector<int32_t> ids;        // [vocab] candidate token ids
   std::vector<double> weights;     // [candidates]
   std::vector<double> block_sums;  // [vocab / kBlock]
+  std::vector<float> heap;         // [top_k]
 };
 Scratch& thread_scratch(int64_t vocab);
 

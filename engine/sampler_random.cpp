@@ -1,13 +1,14 @@
 // The random path of the fast sampler: min_p, top_k and top_p without sorting the vocabulary.
 //
 // Every truncation keeps a set {i : w_i >= threshold}, so the tokens that matter are a prefix
-// of the vocabulary ordered by logit. We collect the candidates C = {w_i >= max - D} with one
-// branch-free pass, widening D until C provably holds that prefix (at least k tokens for top_k,
-// at least top_p of the mass for top_p). top_k is then a selection (nth_element) and top_p a
-// quickselect on cumulative mass; nothing is fully sorted. Weights are float exps summed in
+// of the vocabulary ordered by logit. top_k finds its threshold with a k-entry heap in one
+// pass; top_p alone collects candidates C = {w_i >= max - D} with branch-free passes, widening
+// D until C holds top_p of the mass; top_p's cut is then a quickselect on cumulative mass over
+// the candidates. Nothing is fully sorted. Weights are float exps summed in
 // double, so a cut or a draw can differ from the reference only within ~1e-6 of a boundary.
 #include <algorithm>
 #include <cmath>
+#include <functional>
 #include <limits>
 
 #include "engine/sampler_internal.h"
@@ -111,14 +112,20 @@ int32_t draw_full(const float* w, int64_t vocab, float max, double u, Scratch& s
   return 0;
 }
 
-// Keeps the tokens tied with or above the k-th largest of ids[0, n).
-int64_t keep_top_k(const float* w, int32_t* ids, int64_t n, int64_t k) {
-  if (n <= k) return n;
-  std::nth_element(ids, ids + (k - 1), ids + n, [w](int32_t a, int32_t b) { return w[a] > w[b]; });
-  const float kth = w[ids[k - 1]];
-  const int64_t kept = filter(w, ids, n, kth);
-  std::sort(ids, ids + kept);
-  return kept;
+// The k-th largest logit (k <= vocab): one pass with a k-entry min-heap; most logits lose a
+// single comparison against the heap's smallest.
+float kth_largest(const float* w, int64_t vocab, int64_t k, Scratch& s) {
+  std::vector<float>& heap = s.heap;
+  heap.assign(w, w + k);
+  std::make_heap(heap.begin(), heap.end(), std::greater<float>());
+  for (int64_t i = k; i < vocab; ++i) {
+    if (w[i] > heap.front()) {
+      std::pop_heap(heap.begin(), heap.end(), std::greater<float>());
+      heap.back() = w[i];
+      std::push_heap(heap.begin(), heap.end(), std::greater<float>());
+    }
+  }
+  return heap.front();
 }
 
 // The logit of the last token of the shortest logit-ordered prefix whose weight reaches
@@ -178,25 +185,25 @@ int64_t kept_tokens(const float* w, int64_t vocab, const SamplingParams& p, floa
   // The lowest logit any truncation may keep; -FLT_MAX leaves out only banned (-inf) tokens.
   const float floor = min_p ? min_p_threshold(max, p.min_p) : -std::numeric_limits<float>::max();
   if (!top_k && !top_p) return min_p ? collect(w, vocab, floor, ids) : -1;
-  // top_p alone over the whole vocabulary needs the total weight (and every exp) up front.
-  const bool needs_total = top_p && !top_k && !min_p;
-  const double total = needs_total ? fill_exps(w, vocab, max, s) : -1.0;
-  int64_t n = 0;
-  bool complete = false;  // ids hold every token that top_p renormalises over
-  for (float span = kInitialSpan;; span *= 4.0f) {
-    const float t = (span > kWidestSpan || (min_p && !top_k)) ? floor : std::max(floor, max - span);
-    n = collect(w, vocab, t, ids);
-    complete = t == floor || top_k;
-    if (t == floor || (top_k && n >= p.top_k)) break;
-    if (needs_total) {
-      double mass = 0;
-      for (int64_t j = 0; j < n; ++j) mass += double(s.exps[size_t(ids[j])]);
-      if (mass >= double(p.top_p) * total) break;
-    }
+  if (top_k) {
+    // Everything tied with the k-th largest stays; min_p may cut deeper.
+    const int64_t n = collect(w, vocab, std::max(floor, kth_largest(w, vocab, p.top_k, s)), ids);
+    return top_p ? keep_top_p(w, max, ids, n, p.top_p, -1.0, s) : n;
   }
-  if (top_k) n = keep_top_k(w, ids, n, p.top_k);
-  if (top_p) n = keep_top_p(w, max, ids, n, p.top_p, complete ? -1.0 : total, s);
-  return n;
+  if (min_p) return keep_top_p(w, max, ids, collect(w, vocab, floor, ids), p.top_p, -1.0, s);
+  // top_p alone: the total weight first, then candidates down to where they hold top_p of it.
+  const double total = fill_exps(w, vocab, max, s);
+  int64_t n = 0;
+  bool complete = false;  // ids hold every finite token
+  for (float span = kInitialSpan;; span *= 2.0f) {
+    complete = span > kWidestSpan;
+    n = collect(w, vocab, complete ? floor : max - span, ids);
+    if (complete) break;
+    double mass = 0;
+    for (int64_t j = 0; j < n; ++j) mass += double(s.exps[size_t(ids[j])]);
+    if (mass >= double(p.top_p) * total) break;
+  }
+  return keep_top_p(w, max, ids, n, p.top_p, complete ? -1.0 : total, s);
 }
 
 int32_t sample_random(const float* w, int64_t vocab, const SamplingParams& p, double u, Scratch& s) {
