@@ -186,7 +186,7 @@ int64_t kept_tokens(const float* w, int64_t vocab, const SamplingParams& p, floa
   const float floor = min_p ? min_p_threshold(max, p.min_p) : -std::numeric_limits<float>::max();
   if (!top_k && !top_p) return min_p ? collect(w, vocab, floor, ids) : -1;
   if (top_k) {
-    // Everything tied with the k-th largest stays; min_p may cut deeper.
+    // Everything tied with the k-th largest stays, unless min_p cuts higher.
     const int64_t n = collect(w, vocab, std::max(floor, kth_largest(w, vocab, p.top_k, s)), ids);
     return top_p ? keep_top_p(w, max, ids, n, p.top_p, -1.0, s) : n;
   }
