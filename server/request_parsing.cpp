@@ -9,8 +9,17 @@ namespace {
 
 using json = nlohmann::ordered_json;
 
+// Built with += rather than operator+ chains: GCC 12 reports a false -Wrestrict on those.
+Error field_error(const std::string& field, const char* what) {
+  std::string message = "\"";
+  message += field;
+  message += "\" ";
+  message += what;
+  return make_error(std::move(message));
+}
+
 Error type_error(const std::string& field, const char* expected) {
-  return make_error("\"" + field + "\" must be " + expected);
+  return field_error(field, (std::string("must be ") + expected).c_str());
 }
 
 bool present(const json& j, const char* field) { return j.contains(field) && !j[field].is_null(); }
@@ -33,7 +42,7 @@ Status read_int32(const json& j, const char* field, int32_t& out) {
   int64_t v = out;
   LS_RETURN_IF_ERROR(read_int(j, field, v));
   if (v < std::numeric_limits<int32_t>::min() || v > std::numeric_limits<int32_t>::max()) {
-    return make_error("\"" + std::string(field) + "\" is out of range");
+    return field_error(field, "is out of range");
   }
   out = int32_t(v);
   return ok_status();
