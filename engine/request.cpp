@@ -33,8 +33,14 @@ std::optional<Output> OutputChannel::try_pop() {
 }
 
 void OutputChannel::set_notifier(std::function<void()> notifier) {
-  std::lock_guard<std::mutex> lock(mutex_);
-  notifier_ = std::move(notifier);
+  bool pending = false;
+  {
+    std::lock_guard<std::mutex> lock(mutex_);
+    notifier_ = notifier;
+    pending = !queue_.empty();
+  }
+  // Outputs pushed before the notifier existed are announced now, so none goes unnoticed.
+  if (pending && notifier) notifier();
 }
 
 bool OutputChannel::finished() const {

@@ -29,7 +29,8 @@ class OutputChannel {
   // Blocks until an Output is ready or `timeout` passes (nullopt).
   std::optional<Output> pop(std::chrono::milliseconds timeout = std::chrono::hours(24));
   std::optional<Output> try_pop();
-  // Called (on the engine thread) after each push; for event-driven front ends.
+  // Called (on the engine thread) after each push; for event-driven front ends. Called once
+  // at once (on the caller's thread) when Outputs are already waiting.
   void set_notifier(std::function<void()> notifier);
   bool finished() const;  // the request's last Output has been pushed
 

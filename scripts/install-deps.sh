@@ -6,7 +6,9 @@ set -euo pipefail
 packages=(
   build-essential cmake ninja-build ccache pkg-config git
   catch2 nlohmann-json3-dev libpcre2-dev
-  python3 python3-venv
+  libboost-dev libboost-system-dev
+  libgrpc++-dev libprotobuf-dev protobuf-compiler protobuf-compiler-grpc
+  python3 python3-venv python3-pip
 )
 
 missing=()
