@@ -17,7 +17,8 @@ class Histogram {
  public:
   explicit Histogram(std::vector<double> bounds);
   void observe(double value);
-  // Appends "<name>_bucket{le=...}", "<name>_sum" and "<name>_count" lines.
+  // Appends HELP and TYPE lines, then cumulative "<name>_bucket{le=...}", "<name>_sum" and
+  // "<name>_count" lines. NaN observations are dropped.
   void render(const std::string& name, const std::string& help, std::string& out) const;
 
  private:
@@ -43,6 +44,9 @@ class Metrics {
   std::string render_prometheus(const engine::EngineStats& engine) const;
 
  private:
+  // Gauges and counters taken from the engine's own statistics.
+  static void render_engine(const engine::EngineStats& engine, std::string& out);
+
   std::atomic<uint64_t> requests_received_{0};
   std::atomic<uint64_t> requests_finished_{0};
   std::atomic<uint64_t> requests_rejected_4xx_{0};
