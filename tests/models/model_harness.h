@@ -112,6 +112,27 @@ inline GreedyRun run_greedy(const Model& model, const std::vector<int32_t>& prom
   return run;
 }
 
+// Prefills `p` in one step over a reversed block table (so paging is exercised); returns logits
+// for every row (all_rows) or for the last row only.
+inline std::vector<float> prefill(const Model& model, const std::vector<int32_t>& p, bool all_rows,
+                                  int64_t block_size,
+                                  models::deepseek_v3::ForwardTrace* trace = nullptr) {
+  const int64_t blocks = (int64_t(p.size()) + block_size - 1) / block_size;
+  auto cache = LatentCacheStorage::allocate(model.config(), model.num_cache_layers(), blocks + 2,
+                                            block_size);
+  REQUIRE(cache.ok());
+  std::vector<int32_t> table(static_cast<size_t>(blocks));
+  for (int64_t b = 0; b < blocks; ++b) table[size_t(b)] = int32_t(blocks + 1 - b);
+  Batch batch;
+  models::append_sequence(batch, p, 0, table, block_size, !all_rows);
+  if (all_rows) {
+    for (int32_t r = 0; r < int32_t(p.size()); ++r) batch.logit_rows.push_back(r);
+  }
+  auto out = model.forward(batch, *cache, trace);
+  if (!out.ok()) FAIL(out.error().message);
+  return out->logits;
+}
+
 inline double max_abs_diff(const std::vector<float>& a, const nlohmann::json& golden) {
   REQUIRE(a.size() == golden.size());
   double d = 0;

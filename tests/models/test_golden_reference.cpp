@@ -18,20 +18,7 @@ std::string fixture(const std::string& name) { return std::string(LATENTSERVE_TE
 
 std::vector<float> prefill_rows(const Model& model, const std::vector<int32_t>& p, bool all_rows,
                                 ForwardTrace* trace = nullptr) {
-  const int64_t block_size = 4;
-  const int64_t blocks = (int64_t(p.size()) + block_size - 1) / block_size;
-  auto cache = LatentCacheStorage::allocate(model.config(), model.num_cache_layers(), blocks, block_size);
-  REQUIRE(cache.ok());
-  std::vector<int32_t> table(static_cast<size_t>(blocks));
-  for (int64_t b = 0; b < blocks; ++b) table[size_t(b)] = int32_t(blocks - 1 - b);
-  Batch batch;
-  models::append_sequence(batch, p, 0, table, block_size, !all_rows);
-  if (all_rows) {
-    for (int32_t r = 0; r < int32_t(p.size()); ++r) batch.logit_rows.push_back(r);
-  }
-  auto out = model.forward(batch, *cache, trace);
-  if (!out.ok()) FAIL(out.error().message);
-  return out->logits;
+  return prefill(model, p, all_rows, /*block_size=*/4, trace);
 }
 
 void check_fixture(const std::string& name) {
