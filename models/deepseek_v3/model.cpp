@@ -24,6 +24,10 @@ Result<std::unique_ptr<Model>> Model::load(const std::string& model_dir,
   for (const DecoderLayerWeights& layer : m->weights_.layers) {
     m->attention_.emplace_back(m->config_, layer.attn);
   }
+  m->mtp_attention_.reserve(m->weights_.mtp.size());
+  for (const MtpLayerWeights& mtp : m->weights_.mtp) {
+    m->mtp_attention_.emplace_back(m->config_, mtp.block.attn);
+  }
   return m;
 }
 
@@ -83,6 +87,50 @@ Result<ForwardOutput> Model::forward(const Batch& batch, const LatentCacheStorag
   out.logits.resize(size_t(rows * config_.vocab_size));
   cpu::matmul(selected.data(), rows, weights_.lm_head, out.logits.data());
   return out;
+}
+
+Result<MtpForwardOutput> Model::mtp_forward(const Batch& batch, const std::vector<float>& hidden,
+                                            const LatentCacheStorage& cache, int64_t mtp_layer,
+                                            ForwardTrace* trace) const {
+  if (mtp_layer < 0 || mtp_layer >= num_mtp_layers()) {
+    return make_error("mtp_forward: MTP layer " + std::to_string(mtp_layer) +
+                      " requested, the checkpoint has " + std::to_string(num_mtp_layers()));
+  }
+  const int64_t layer = num_cache_layers() + mtp_layer;
+  if (cache.num_layers() <= layer) {
+    return make_error("mtp_forward: the cache has " + std::to_string(cache.num_layers()) +
+                      " layers, MTP layer " + std::to_string(mtp_layer) + " needs cache layer " +
+                      std::to_string(layer));
+  }
+  LS_RETURN_IF_ERROR(batch.validate(config_.vocab_size, cache.num_blocks(), cache.block_size()));
+  if (int64_t(hidden.size()) != batch.num_tokens() * config_.hidden_size) {
+    return make_error("mtp_forward: hidden has " + std::to_string(hidden.size()) +
+                      " values, expected " + std::to_string(batch.num_tokens()) + " rows of " +
+                      std::to_string(config_.hidden_size));
+  }
+  for (size_t s = 0; s < batch.sequences.size(); ++s) {
+    const BatchSequence& seq = batch.sequences[s];
+    const int64_t need = seq.context_len / cache.block_size() + 1;  // covers position context_len
+    if (int64_t(seq.block_table.size()) < need) {
+      return make_error("mtp_forward: batch sequence " + std::to_string(s) + " has " +
+                        std::to_string(seq.block_table.size()) + " blocks; the shifted MTP layout of " +
+                        std::to_string(seq.context_len) + " positions needs " + std::to_string(need));
+    }
+    for (int64_t b = 0; b < need; ++b) {
+      if (seq.block_table[size_t(b)] < 0 || seq.block_table[size_t(b)] >= cache.num_blocks()) {
+        return make_error("mtp_forward: batch sequence " + std::to_string(s) + ": block id " +
+                          std::to_string(seq.block_table[size_t(b)]) + " outside the cache");
+      }
+    }
+  }
+  MtpContext ctx;
+  ctx.config = &config_;
+  ctx.weights = &weights_.mtp[size_t(mtp_layer)];
+  ctx.attention = &mtp_attention_[size_t(mtp_layer)];
+  ctx.rope_inv_freq = &rope_inv_freq_;
+  ctx.router = &router_;
+  ctx.form = options_.mla_form;
+  return mtp_forward_layer(ctx, batch, hidden.data(), cache.layer(layer), trace);
 }
 
 }  // namespace latentserve::models::deepseek_v3

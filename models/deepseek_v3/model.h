@@ -13,6 +13,7 @@
 #include "models/config.h"
 #include "kernels/cpu/moe_router.h"
 #include "models/deepseek_v3/mla.h"
+#include "models/deepseek_v3/mtp.h"
 #include "models/deepseek_v3/trace.h"
 #include "models/deepseek_v3/weights.h"
 #include "models/latent_cache.h"
@@ -41,11 +42,23 @@ class Model {
 
   // Number of cache layers forward() uses (the main layers; MTP layers come after them).
   int64_t num_cache_layers() const { return config_.num_hidden_layers; }
+  // MTP layers the checkpoint carries (0 when it has none), and the cache layers forward() and
+  // mtp_forward() use together: MTP layer k is cache layer num_hidden_layers + k.
+  int64_t num_mtp_layers() const { return int64_t(weights_.mtp.size()); }
+  int64_t num_cache_layers_with_mtp() const { return num_cache_layers() + num_mtp_layers(); }
 
   // Runs the batch. Invalid batches (see Batch::validate) return an error and leave the cache
   // untouched. `trace`, when given, records named intermediates.
   Result<ForwardOutput> forward(const Batch& batch, const LatentCacheStorage& cache,
                                 ForwardTrace* trace = nullptr) const;
+
+  // Runs MTP layer `mtp_layer` (see mtp.h for the inputs and the cache layout): row r is MTP
+  // position batch.positions[r] with token t_{i+1} = batch.token_ids[r] and hidden row r = h_i
+  // ([num_tokens, hidden]: the main model's final-norm output, or a previous MTP step's
+  // `hidden` when chaining). Invalid input returns an error and leaves the cache untouched.
+  Result<MtpForwardOutput> mtp_forward(const Batch& batch, const std::vector<float>& hidden,
+                                       const LatentCacheStorage& cache, int64_t mtp_layer = 0,
+                                       ForwardTrace* trace = nullptr) const;
 
  private:
   Model() = default;
@@ -55,6 +68,7 @@ class Model {
   Checkpoint checkpoint_;
   DeepseekV3Weights weights_;
   std::vector<MlaLayer> attention_;
+  std::vector<MlaLayer> mtp_attention_;
   std::vector<float> rope_inv_freq_;
   kernels::cpu::RouterParams router_;
 };
