@@ -34,7 +34,9 @@ class ResponseWriter {
   // Sends "data: <payload>\n\n". False once the client is gone (the event is dropped).
   virtual bool send_event(const std::string& payload) = 0;
   virtual void end_stream() = 0;
-  // Called once, on an I/O thread, if the client disconnects before the response ends.
+  // Called once, on an I/O thread, if the client disconnects (or is dropped as too slow) before
+  // the response ends; at once, on the caller's thread, if that has already happened. Never
+  // called once the response has ended, so the callback may own the writer without a cycle.
   virtual void on_disconnect(std::function<void()> callback) = 0;
   virtual bool disconnected() const = 0;
 };
@@ -47,6 +49,13 @@ struct HttpServerOptions {
   int io_threads = 2;
   int64_t max_request_bytes = 32 << 20;  // larger bodies get 413 before they are read whole
   std::string api_key;           // non-empty: every route but /health needs "Authorization: Bearer <key>" (401)
+  int64_t idle_timeout_ms = 60000;    // a keep-alive connection with no request in this long is closed
+  int64_t header_timeout_ms = 10000;  // from a request's first byte to the end of its header
+  int64_t body_timeout_ms = 60000;    // to read the body after the header
+  int64_t write_timeout_ms = 30000;   // a write the client does not take in this long drops it
+  // A client that reads slower than its response is produced is dropped (as a disconnect) once
+  // this many bytes wait to be written to it, so a slow reader cannot grow memory without bound.
+  int64_t max_pending_write_bytes = 16 << 20;
 };
 
 class HttpServer {
@@ -54,15 +63,17 @@ class HttpServer {
   explicit HttpServer(HttpServerOptions options);
   ~HttpServer();
 
-  // Exact-path routes; an unknown path is 404 and a known path with another method 405,
-  // both as OpenAI-style error JSON.
+  // Exact-path routes (register them before start()); an unknown path is 404 and a known path
+  // with another method 405, both as OpenAI-style error JSON. Handlers run on an I/O thread and
+  // must return quickly; a handler that throws answers 500 unless it already answered.
   void route(const std::string& method, const std::string& path, Handler handler);
   // Paths that skip the API key check (e.g. /health, /metrics).
   void allow_without_key(const std::string& path);
 
   Status start();      // binds and listens; returns once accepting
   uint16_t port() const;  // the bound port
-  // Stops accepting new connections; open ones finish their current response.
+  // Stops accepting new connections; open ones finish their current response and then close,
+  // idle keep-alive connections close now.
   void stop_accepting();
   // Closes everything and joins the I/O threads.
   void stop();
