@@ -350,10 +350,9 @@ Status launch(const MlaAttentionParams& p, const MlaDevicePlan& plan, cudaStream
                p.block_table_stride,
                p.heads,
                p.softmax_scale * 1.4426950408889634f};
-  // Once per process (per device in practice: all devices here are sm_90), outside any capture.
-  static const cudaError_t opted_in = cudaFuncSetAttribute(
-      mla_attention_kernel<TOut>, cudaFuncAttributeMaxDynamicSharedMemorySize, kSharedBytes);
-  LS_CUDA_RETURN_IF_ERROR(opted_in);
+  // Set on every call: the opt-in is per device, the call is host-only and cheap.
+  LS_CUDA_RETURN_IF_ERROR(cudaFuncSetAttribute(
+      mla_attention_kernel<TOut>, cudaFuncAttributeMaxDynamicSharedMemorySize, kSharedBytes));
   mla_attention_kernel<TOut><<<unsigned(plan.num_work), kThreads, kSharedBytes, stream>>>(a);
   LS_CUDA_RETURN_IF_ERROR(cudaGetLastError());
   if (plan.num_merges > 0) {
