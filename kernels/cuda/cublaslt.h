@@ -55,8 +55,8 @@ using LtPreference = LtObject<cublasLtMatmulPreference_t, cublasLtMatmulPreferen
 
 // Sets one attribute of a matmul descriptor, naming the attribute in the error.
 template <class T>
-Status set_desc_attribute(const LtMatmulDesc& d, cublasLtMatmulDescAttributes_t attr, const T& value,
-                          const char* name) {
+Status set_desc_attribute(const LtMatmulDesc& d, cublasLtMatmulDescAttributes_t attr,
+                          const T& value, const char* name) {
   const cublasStatus_t st = cublasLtMatmulDescSetAttribute(d.get(), attr, &value, sizeof(value));
   return cublas_status(st, name, __FILE__, __LINE__);
 }

@@ -23,9 +23,9 @@ Error allocation_error(size_t bytes, const char* what, cudaError_t err) {
   } else {
     cudaGetLastError();
   }
-  return make_error(std::string("allocating ") + what + ": cudaMalloc of " +
-                    std::to_string(bytes) + " bytes (" + mib(bytes) + ") failed: " +
-                    cudaGetErrorName(err) + ": " + cudaGetErrorString(err) + free_note);
+  return make_error(std::string("allocating ") + what + ": cudaMalloc of " + std::to_string(bytes) +
+                    " bytes (" + mib(bytes) + ") failed: " + cudaGetErrorName(err) + ": " +
+                    cudaGetErrorString(err) + free_note);
 }
 
 }  // namespace
@@ -88,7 +88,9 @@ Result<DeviceStream> DeviceStream::create() {
   return s;
 }
 
-Status DeviceStream::synchronize() const { return LS_CUDA_CHECK(cudaStreamSynchronize(stream_)); }
+Status DeviceStream::synchronize() const {
+  return LS_CUDA_CHECK(cudaStreamSynchronize(stream_));
+}
 
 Status copy_to_device(void* dst, const void* src, size_t bytes) {
   if (bytes == 0) return ok_status();

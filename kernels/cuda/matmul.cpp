@@ -28,12 +28,13 @@ Status check_shape(const char* where, int64_t m, int64_t n, int64_t k, int64_t l
     return make_error(std::string(where) + ": negative shape " + shape_text(m, n, k));
   }
   if (ldx < k || ldy < n) {
-    return make_error(std::string(where) + ": row strides ldx=" + std::to_string(ldx) + " ldy=" +
-                      std::to_string(ldy) + " must be at least k and n (" + shape_text(m, n, k) +
-                      ")");
+    return make_error(std::string(where) + ": row strides ldx=" + std::to_string(ldx) +
+                      " ldy=" + std::to_string(ldy) + " must be at least k and n (" +
+                      shape_text(m, n, k) + ")");
   }
   if (m > 0 && n > 0 && !have_pointers) {
-    return make_error(std::string(where) + ": x, w, y (and FP8 scales) must be device pointers, got null");
+    return make_error(std::string(where) +
+                      ": x, w, y (and FP8 scales) must be device pointers, got null");
   }
   return ok_status();
 }
@@ -41,7 +42,8 @@ Status check_shape(const char* where, int64_t m, int64_t n, int64_t k, int64_t l
 // k = 0: the product is all zeros, which cuBLASLt does not accept as a problem size.
 Status zero_output(void* y, int64_t ldy, int64_t m, int64_t n, DType t, cudaStream_t stream) {
   const size_t es = dtype_size(t);
-  return LS_CUDA_CHECK(cudaMemset2DAsync(y, size_t(ldy) * es, 0, size_t(n) * es, size_t(m), stream));
+  return LS_CUDA_CHECK(
+      cudaMemset2DAsync(y, size_t(ldy) * es, 0, size_t(n) * es, size_t(m), stream));
 }
 
 }  // namespace
@@ -58,7 +60,8 @@ Result<std::unique_ptr<MatmulContext>> MatmulContext::create(size_t workspace_by
   LS_CUDA_RETURN_IF_ERROR(
       cudaDeviceGetAttribute(&ctx->cc_minor_, cudaDevAttrComputeCapabilityMinor, ctx->device_));
   LS_CUBLAS_RETURN_IF_ERROR(cublasLtCreate(ctx->handle_.out()));
-  LS_ASSIGN_OR_RETURN(ctx->workspace_, DeviceBuffer::allocate(workspace_bytes, "cuBLASLt workspace"));
+  LS_ASSIGN_OR_RETURN(ctx->workspace_,
+                      DeviceBuffer::allocate(workspace_bytes, "cuBLASLt workspace"));
   return ctx;
 }
 
@@ -74,7 +77,8 @@ Status MatmulContext::check_device() const {
 
 Result<MatmulContext::Plan> MatmulContext::make_plan(const PlanKey& key) {
   Plan plan;
-  LS_CUBLAS_RETURN_IF_ERROR(cublasLtMatmulDescCreate(plan.desc.out(), CUBLAS_COMPUTE_32F, CUDA_R_32F));
+  LS_CUBLAS_RETURN_IF_ERROR(
+      cublasLtMatmulDescCreate(plan.desc.out(), CUBLAS_COMPUTE_32F, CUDA_R_32F));
   const cublasOperation_t op_t = CUBLAS_OP_T, op_n = CUBLAS_OP_N;
   LS_RETURN_IF_ERROR(set_desc_attribute(plan.desc, CUBLASLT_MATMUL_DESC_TRANSA, op_t, "TRANSA"));
   LS_RETURN_IF_ERROR(set_desc_attribute(plan.desc, CUBLASLT_MATMUL_DESC_TRANSB, op_n, "TRANSB"));
@@ -90,8 +94,8 @@ Result<MatmulContext::Plan> MatmulContext::make_plan(const PlanKey& key) {
   }
   LS_ASSIGN_OR_RETURN(plan.a, make_layout(ab_type, uint64_t(key.k), uint64_t(key.n), key.lda));
   LS_ASSIGN_OR_RETURN(plan.b, make_layout(ab_type, uint64_t(key.k), uint64_t(key.m), key.ldb));
-  LS_ASSIGN_OR_RETURN(plan.d, make_layout(cudaDataType_t(key.d_type), uint64_t(key.n),
-                                          uint64_t(key.m), key.ldd));
+  LS_ASSIGN_OR_RETURN(
+      plan.d, make_layout(cudaDataType_t(key.d_type), uint64_t(key.n), uint64_t(key.m), key.ldd));
 
   LtPreference pref;
   LS_CUBLAS_RETURN_IF_ERROR(cublasLtMatmulPreferenceCreate(pref.out()));
@@ -116,7 +120,8 @@ Result<MatmulContext::Plan> MatmulContext::make_plan(const PlanKey& key) {
                                      plan.d.get(), plan.d.get(), pref.get(), 1, &result, &returned);
   // Unsupported combinations come back as NOT_SUPPORTED, INVALID_VALUE or zero results depending
   // on the GPU and library version; all mean "no algorithm here", which the caller decides about.
-  plan.supported = st == CUBLAS_STATUS_SUCCESS && returned > 0 && result.state == CUBLAS_STATUS_SUCCESS;
+  plan.supported =
+      st == CUBLAS_STATUS_SUCCESS && returned > 0 && result.state == CUBLAS_STATUS_SUCCESS;
   if (plan.supported) plan.algo = result.algo;
   return plan;
 }
@@ -145,14 +150,23 @@ Status MatmulContext::bf16(const MatmulBf16Params& p, cudaStream_t stream) {
   if (p.m == 0 || p.n == 0) return ok_status();
   if (p.k == 0) return zero_output(p.y, p.ldy, p.m, p.n, p.y_dtype, stream);
   LS_RETURN_IF_ERROR(check_device());
-  const PlanKey key{kPlanBf16, p.m, p.n, p.k, p.k, p.ldx, p.ldy, int(CUDA_R_16BF), int(d_type),
-                    pointer_alignment(p.w), pointer_alignment(p.x), pointer_alignment(p.y)};
-  LS_ASSIGN_OR_RETURN(Plan* plan, this->plan(key));
+  const PlanKey key{kPlanBf16,
+                    p.m,
+                    p.n,
+                    p.k,
+                    p.k,
+                    p.ldx,
+                    p.ldy,
+                    int(CUDA_R_16BF),
+                    int(d_type),
+                    pointer_alignment(p.w),
+                    pointer_alignment(p.x),
+                    pointer_alignment(p.y)};
+  LS_ASSIGN_OR_RETURN(Plan * plan, this->plan(key));
   if (!plan->supported) {
     return make_error(std::string(where) + ": cuBLASLt offers no algorithm for " +
-                      shape_text(p.m, p.n, p.k) + " ldx=" + std::to_string(p.ldx) +
-                      " ldy=" + std::to_string(p.ldy) + " y_dtype=" +
-                      std::string(dtype_name(p.y_dtype)));
+                      shape_text(p.m, p.n, p.k) + " ldx=" + std::to_string(p.ldx) + " ldy=" +
+                      std::to_string(p.ldy) + " y_dtype=" + std::string(dtype_name(p.y_dtype)));
   }
   return LS_CUBLAS_CHECK(launch(*plan, p.w, p.x, p.y, stream));
 }

@@ -31,8 +31,8 @@ struct MatmulBf16Params {
 struct MatmulFp8Params {
   const void* x = nullptr;  // [m, w.cols] x_dtype (BF16 or F32), row stride ldx elements
   DType x_dtype = DType::BF16;
-  Fp8BlockWeight w;         // n = w.rows, k = w.cols
-  void* y = nullptr;        // [m, w.rows] y_dtype (BF16 or F32), row stride ldy elements
+  Fp8BlockWeight w;   // n = w.rows, k = w.cols
+  void* y = nullptr;  // [m, w.rows] y_dtype (BF16 or F32), row stride ldy elements
   DType y_dtype = DType::BF16;
   int64_t m = 0;
   int64_t ldx = 0;  // ≥ w.cols
@@ -53,9 +53,11 @@ class MatmulContext {
  public:
   static constexpr size_t kDefaultWorkspaceBytes = size_t(32) << 20;  // cuBLAS's advice for Hopper
 
-  static Result<std::unique_ptr<MatmulContext>> create(size_t workspace_bytes = kDefaultWorkspaceBytes);
+  static Result<std::unique_ptr<MatmulContext>> create(
+      size_t workspace_bytes = kDefaultWorkspaceBytes);
 
-  // Enqueue on `stream`; they check the parameters, plan selection and the launches, not completion.
+  // Enqueue on `stream`; they check the parameters, plan selection and the launches, not
+  // completion.
   Status bf16(const MatmulBf16Params& p, cudaStream_t stream);
   Status fp8(const MatmulFp8Params& p, cudaStream_t stream);
 
@@ -104,8 +106,8 @@ class MatmulContext {
 
   LtHandle handle_;
   DeviceBuffer workspace_;
-  DeviceBuffer act_q_, act_scales_;   // FP8 path: quantized activations and their scales
-  DeviceBuffer w_bf16_, x_bf16_;      // fallback path: dequantized weights, BF16 activations
+  DeviceBuffer act_q_, act_scales_;  // FP8 path: quantized activations and their scales
+  DeviceBuffer w_bf16_, x_bf16_;     // fallback path: dequantized weights, BF16 activations
   std::map<PlanKey, Plan> plans_;
   int device_ = 0, cc_major_ = 0, cc_minor_ = 0;
   Fp8Path last_fp8_path_ = Fp8Path::kDequantizedBf16;

@@ -11,7 +11,9 @@ namespace latentserve::kernels::cuda {
 namespace {
 
 // Quantized activations get a row stride that keeps every row 16-byte aligned for the tensor cores.
-int64_t quantized_ld(int64_t k) { return round_up(k, 16); }
+int64_t quantized_ld(int64_t k) {
+  return round_up(k, 16);
+}
 
 Status check(const MatmulFp8Params& p) {
   const std::string where = "cuda matmul fp8: ";
@@ -21,8 +23,8 @@ Status check(const MatmulFp8Params& p) {
                       " k=" + std::to_string(k));
   }
   if (p.ldx < k || p.ldy < n) {
-    return make_error(where + "row strides ldx=" + std::to_string(p.ldx) + " ldy=" +
-                      std::to_string(p.ldy) + " must be at least k=" + std::to_string(k) +
+    return make_error(where + "row strides ldx=" + std::to_string(p.ldx) +
+                      " ldy=" + std::to_string(p.ldy) + " must be at least k=" + std::to_string(k) +
                       " and n=" + std::to_string(n));
   }
   if (p.x_dtype != DType::BF16 && p.x_dtype != DType::F32) {
@@ -69,10 +71,19 @@ Status MatmulContext::fp8(const MatmulFp8Params& p, cudaStream_t stream) {
   if (allow_block_scaled_ && device_has_fp8()) {
     LS_RETURN_IF_ERROR(reserve_fp8_scratch(m, 0, k));
     const int d_type = p.y_dtype == DType::BF16 ? int(CUDA_R_16BF) : int(CUDA_R_32F);
-    const PlanKey key{kPlanFp8BlockScaled, m, n, k, k, quantized_ld(k), p.ldy,
-                      int(CUDA_R_8F_E4M3), d_type, pointer_alignment(p.w.data), pointer_alignment(act_q_.data()),
+    const PlanKey key{kPlanFp8BlockScaled,
+                      m,
+                      n,
+                      k,
+                      k,
+                      quantized_ld(k),
+                      p.ldy,
+                      int(CUDA_R_8F_E4M3),
+                      d_type,
+                      pointer_alignment(p.w.data),
+                      pointer_alignment(act_q_.data()),
                       pointer_alignment(p.y)};
-    LS_ASSIGN_OR_RETURN(Plan* plan, this->plan(key));
+    LS_ASSIGN_OR_RETURN(Plan * plan, this->plan(key));
     if (plan->supported) {
       LS_ASSIGN_OR_RETURN(const bool ran, fp8_block_scaled(p, *plan, stream));
       if (ran) {
@@ -86,7 +97,8 @@ Status MatmulContext::fp8(const MatmulFp8Params& p, cudaStream_t stream) {
   return ok_status();
 }
 
-Result<bool> MatmulContext::fp8_block_scaled(const MatmulFp8Params& p, Plan& plan, cudaStream_t stream) {
+Result<bool> MatmulContext::fp8_block_scaled(const MatmulFp8Params& p, Plan& plan,
+                                             cudaStream_t stream) {
   const int64_t m = p.m, k = p.w.cols;
   QuantizeParams q;
   q.x = p.x;

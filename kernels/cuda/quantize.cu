@@ -16,8 +16,12 @@ namespace {
 constexpr int kWarpsPerBlock = 8;
 constexpr int kPerLane = kFp8Group / 32;
 
-__device__ __forceinline__ float load(const float* p) { return *p; }
-__device__ __forceinline__ float load(const __nv_bfloat16* p) { return __bfloat162float(*p); }
+__device__ __forceinline__ float load(const float* p) {
+  return *p;
+}
+__device__ __forceinline__ float load(const __nv_bfloat16* p) {
+  return __bfloat162float(*p);
+}
 
 template <class T>
 __global__ void __launch_bounds__(kWarpsPerBlock * 32)
@@ -59,10 +63,10 @@ Status check(const QuantizeParams& p) {
                       " cols=" + std::to_string(p.cols));
   }
   if (p.ldx < p.cols || p.ldq < p.cols || p.scale_ld < p.rows) {
-    return make_error(where + "strides ldx=" + std::to_string(p.ldx) + " ldq=" +
-                      std::to_string(p.ldq) + " must be at least cols=" + std::to_string(p.cols) +
-                      " and scale_ld=" + std::to_string(p.scale_ld) + " at least rows=" +
-                      std::to_string(p.rows));
+    return make_error(
+        where + "strides ldx=" + std::to_string(p.ldx) + " ldq=" + std::to_string(p.ldq) +
+        " must be at least cols=" + std::to_string(p.cols) +
+        " and scale_ld=" + std::to_string(p.scale_ld) + " at least rows=" + std::to_string(p.rows));
   }
   if (p.x_dtype != DType::F32 && p.x_dtype != DType::BF16) {
     return make_error(where + "x_dtype " + std::string(dtype_name(p.x_dtype)) +
@@ -75,9 +79,9 @@ Status check(const QuantizeParams& p) {
 }
 
 template <class T>
-__global__ void convert_kernel(const T* __restrict__ x, int64_t ldx, __nv_bfloat16* __restrict__ out,
-                               int64_t ldo, int64_t rows, int64_t cols, const float* scales,
-                               int64_t scale_ld) {
+__global__ void convert_kernel(const T* __restrict__ x, int64_t ldx,
+                               __nv_bfloat16* __restrict__ out, int64_t ldo, int64_t rows,
+                               int64_t cols, const float* scales, int64_t scale_ld) {
   const int64_t total = rows * cols;
   for (int64_t i = int64_t(blockIdx.x) * blockDim.x + threadIdx.x; i < total;
        i += int64_t(gridDim.x) * blockDim.x) {
@@ -111,13 +115,13 @@ Status quantize_fp8_per_token_group(const QuantizeParams& p, cudaStream_t stream
   }
   const unsigned grid = unsigned(blocks), block = kWarpsPerBlock * 32;
   if (p.x_dtype == DType::F32) {
-    quantize_group_kernel<float><<<grid, block, 0, stream>>>(
-        static_cast<const float*>(p.x), p.ldx, p.q, p.ldq, p.scales, p.scale_ld, p.rows, p.cols,
-        groups);
+    quantize_group_kernel<float><<<grid, block, 0, stream>>>(static_cast<const float*>(p.x), p.ldx,
+                                                             p.q, p.ldq, p.scales, p.scale_ld,
+                                                             p.rows, p.cols, groups);
   } else {
-    quantize_group_kernel<__nv_bfloat16><<<grid, block, 0, stream>>>(
-        static_cast<const __nv_bfloat16*>(p.x), p.ldx, p.q, p.ldq, p.scales, p.scale_ld, p.rows,
-        p.cols, groups);
+    quantize_group_kernel<__nv_bfloat16>
+        <<<grid, block, 0, stream>>>(static_cast<const __nv_bfloat16*>(p.x), p.ldx, p.q, p.ldq,
+                                     p.scales, p.scale_ld, p.rows, p.cols, groups);
   }
   return LS_CUDA_CHECK(cudaGetLastError());
 }

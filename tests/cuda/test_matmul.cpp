@@ -53,7 +53,9 @@ struct HostMatrix {
   std::vector<float> values;
   std::vector<uint16_t> bf16;
   DType dtype = DType::F32;
-  const void* bytes() const { return dtype == DType::BF16 ? (const void*)bf16.data() : values.data(); }
+  const void* bytes() const {
+    return dtype == DType::BF16 ? (const void*)bf16.data() : values.data();
+  }
   size_t size_bytes() const { return values.size() * latentserve::dtype_size(dtype); }
 };
 
@@ -105,7 +107,8 @@ HostFp8Weight random_fp8_weight(int64_t n, int64_t k, std::mt19937& rng) {
   for (float& v : block_mag) v = std::exp2(log_mag(rng));
   std::vector<float> f(size_t(n * k));
   for (int64_t r = 0; r < n; ++r) {
-    for (int64_t c = 0; c < k; ++c) f[size_t(r * k + c)] = normal(rng) * block_mag[size_t((r / 128) * bk + c / 128)];
+    for (int64_t c = 0; c < k; ++c)
+      f[size_t(r * k + c)] = normal(rng) * block_mag[size_t((r / 128) * bk + c / 128)];
   }
   w.scale_inv.assign(size_t(bn * bk), 0.0f);
   for (int64_t r = 0; r < n; ++r) {
@@ -134,7 +137,8 @@ std::vector<double> abs_product(const std::vector<float>& a, int64_t lda, int64_
   for (int64_t i = 0; i < m; ++i) {
     for (int64_t j = 0; j < n; ++j) {
       double s = 0.0;
-      for (int64_t c = 0; c < k; ++c) s += double(a[size_t(i * lda + c)]) * std::fabs(w[size_t(j * k + c)]);
+      for (int64_t c = 0; c < k; ++c)
+        s += double(a[size_t(i * lda + c)]) * std::fabs(w[size_t(j * k + c)]);
       out[size_t(i * n + j)] = s;
     }
   }
@@ -166,7 +170,9 @@ int64_t count_bad(const cuda::DeviceBuffer& dy, DType yt, int64_t m, int64_t n, 
       const float g = yt == DType::BF16 ? latentserve::bf16_to_float(got_bf16[at]) : got[at];
       const double e = expected[size_t(i * n + j)];
       if (!(std::fabs(double(g) - e) <= tol[size_t(i * n + j)])) {
-        if (bad < 3) UNSCOPED_INFO("y[" << i << "," << j << "] = " << g << ", want " << e << " ± " << tol[size_t(i * n + j)]);
+        if (bad < 3)
+          UNSCOPED_INFO("y[" << i << "," << j << "] = " << g << ", want " << e << " ± "
+                             << tol[size_t(i * n + j)]);
         ++bad;
       }
     }
@@ -181,10 +187,14 @@ cuda::DeviceBuffer sentinel_output(int64_t m, int64_t ldy, DType yt) {
 }
 
 // Relative rounding of one output store: BF16 keeps 8 significant bits.
-double output_rounding(DType yt) { return yt == DType::BF16 ? std::ldexp(1.0, -8) : std::ldexp(1.0, -23); }
+double output_rounding(DType yt) {
+  return yt == DType::BF16 ? std::ldexp(1.0, -8) : std::ldexp(1.0, -23);
+}
 
 // Worst-case relative error of an FP32 sum of k products (recursive summation), plus FP32 products.
-double fp32_sum_error(int64_t k) { return double(k + 2) * std::ldexp(1.0, -24); }
+double fp32_sum_error(int64_t k) {
+  return double(k + 2) * std::ldexp(1.0, -24);
+}
 
 struct Shape {
   int64_t n, k;
@@ -276,14 +286,17 @@ TEST_CASE("cuda fp8 block-scaled matmul matches the CPU reference", "[cuda][matm
         for (int64_t i = 0; i < m; ++i) {
           for (int64_t c = 0; c < k; ++c) {
             group_scale[size_t(i * k + c)] = qs[size_t((c / 128) * sld + i)];
-            xq[size_t(i * k + c)] = latentserve::fp8_e4m3_to_float(q[size_t(i * k + c)]) * group_scale[size_t(i * k + c)];
+            xq[size_t(i * k + c)] = latentserve::fp8_e4m3_to_float(q[size_t(i * k + c)]) *
+                                    group_scale[size_t(i * k + c)];
           }
         }
         std::vector<float> expected(size_t(m * n)), expected_q(size_t(m * n));
         cpu::matmul_reference(x.values.data(), ldx, m, w.view(), expected.data(), n);
         cpu::matmul_reference(xq.data(), k, m, w.view(), expected_q.data(), n);
-        const std::vector<double> abs_sum = abs_product(abs_values(x.values), ldx, m, w.dequantized, n, k);
-        const std::vector<double> abs_sum_q = abs_product(abs_values(xq), k, m, w.dequantized, n, k);
+        const std::vector<double> abs_sum =
+            abs_product(abs_values(x.values), ldx, m, w.dequantized, n, k);
+        const std::vector<double> abs_sum_q =
+            abs_product(abs_values(xq), k, m, w.dequantized, n, k);
         const std::vector<double> scale_sum = abs_product(group_scale, k, m, w.dequantized, n, k);
 
         auto dx = device_copy(x.bytes(), x.size_bytes());
@@ -310,17 +323,21 @@ TEST_CASE("cuda fp8 block-scaled matmul matches the CPU reference", "[cuda][matm
             std::vector<double> tol(expected.size()), tol_q(expected.size());
             for (size_t i = 0; i < tol.size(); ++i) {
               if (path == cuda::Fp8Path::kBlockScaled) {
-                // Against the quantized activations only accumulation and the store differ. Hopper's
-                // FP8 MMA accumulates with ~14 bits inside each 128-wide K block before the FP32
-                // promotion the block scales force (DeepSeek-V3 report §3.3.2): allow 2⁻¹⁰.
-                tol_q[i] = r_out * std::fabs(expected_q[i]) + std::ldexp(1.0, -10) * abs_sum_q[i] + 1e-30;
+                // Against the quantized activations only accumulation and the store differ.
+                // Hopper's FP8 MMA accumulates with ~14 bits inside each 128-wide K block before
+                // the FP32 promotion the block scales force (DeepSeek-V3 report §3.3.2): allow
+                // 2⁻¹⁰.
+                tol_q[i] =
+                    r_out * std::fabs(expected_q[i]) + std::ldexp(1.0, -10) * abs_sum_q[i] + 1e-30;
                 // Against the exact activations add the quantization error: per element at most
                 // 2⁻⁴|x| (normal codes) + 2⁻¹⁰·s (subnormal codes), times |w|.
-                tol[i] = tol_q[i] + std::ldexp(1.0, -4) * abs_sum[i] * 1.001 + std::ldexp(1.0, -10) * scale_sum[i];
+                tol[i] = tol_q[i] + std::ldexp(1.0, -4) * abs_sum[i] * 1.001 +
+                         std::ldexp(1.0, -10) * scale_sum[i];
               } else {
                 // BF16 weights (and F32 activations made BF16): two roundings of 2⁻⁹ per product.
                 const double conv = xt == DType::F32 ? std::ldexp(1.0, -8) : std::ldexp(1.0, -9);
-                tol[i] = r_out * std::fabs(expected[i]) + (conv + fp32_sum_error(k)) * (1.0 + r_out) * abs_sum[i] + 1e-30;
+                tol[i] = r_out * std::fabs(expected[i]) +
+                         (conv + fp32_sum_error(k)) * (1.0 + r_out) * abs_sum[i] + 1e-30;
               }
             }
             if (!block_scaled) CHECK(path == cuda::Fp8Path::kDequantizedBf16);
@@ -341,8 +358,9 @@ TEST_CASE("cuda fp8 matmul takes the block-scaled path on Hopper", "[cuda][matmu
   std::mt19937 rng(Catch::rngSeed() + 204);
   auto& ctx = context();
   if (ctx.compute_capability() != 90) {
-    WARN("compute capability " << ctx.compute_capability()
-                               << ": cuBLASLt documents the 1x128/128x128 FP8 scale modes for 9.0 only");
+    WARN("compute capability "
+         << ctx.compute_capability()
+         << ": cuBLASLt documents the 1x128/128x128 FP8 scale modes for 9.0 only");
     return;
   }
   const int64_t m = 64, n = 256, k = 384;

@@ -1,6 +1,7 @@
 // The CUDA FP8 quantization kernels against their CPU twins: per-token-group activation
 // quantization (codes and scales bit for bit), the weight dequantization the BF16 fallback uses,
-// and F32 → BF16 conversion, at awkward sizes with padded strides whose padding must stay untouched.
+// and F32 → BF16 conversion, at awkward sizes with padded strides whose padding must stay
+// untouched.
 #include <catch2/catch.hpp>
 
 #include <cmath>
@@ -58,8 +59,8 @@ std::vector<float> random_activations(int64_t rows, int64_t ld, std::mt19937& rn
       if (c % 128 == 0) mag = std::exp2(log_mag(rng));
       const int u = pick(rng);
       float v = normal(rng) * mag;
-      if (u == 0) v *= 50.0f;     // outlier: sets the group's scale
-      if (u == 1) v *= 1e-4f;     // far below the scale: subnormal or zero code
+      if (u == 0) v *= 50.0f;  // outlier: sets the group's scale
+      if (u == 1) v *= 1e-4f;  // far below the scale: subnormal or zero code
       if (u == 2) v = 0.0f;
       x[size_t(r * ld + c)] = v;
     }
@@ -178,7 +179,8 @@ TEST_CASE("cuda fp8 weight dequantization matches the CPU weight_at", "[cuda][qu
   std::mt19937 rng(Catch::rngSeed() + 102);
   std::uniform_int_distribution<int> byte(0, 255);
   std::uniform_real_distribution<float> scale(1e-4f, 2e-2f);
-  for (auto [rows, cols] : {std::pair<int64_t, int64_t>{1, 1}, {130, 320}, {256, 7168}, {576, 200}}) {
+  for (auto [rows, cols] :
+       {std::pair<int64_t, int64_t>{1, 1}, {130, 320}, {256, 7168}, {576, 200}}) {
     CAPTURE(rows, cols);
     std::vector<uint8_t> codes(size_t(rows * cols));
     for (uint8_t& c : codes) {

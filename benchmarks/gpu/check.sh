@@ -1,0 +1,130 @@
+#!/usr/bin/env bash
+# The GPU check, in one run on a bare GPU machine (CUDA toolkit, CMake >= 3.25, Ninja, a C++20
+# compiler with OpenMP; no Debian libraries, no network), in under 8 minutes on one H200:
+#   1. configures and builds the GPU targets for sm_90a: tests_cuda and every bench_gpu_* target
+#      (benchmarks/gpu/*.cu|*.cpp);
+#   2. runs every GPU test (tests_cuda: each CUDA kernel against the CPU reference on random inputs
+#      of awkward sizes);
+#   3. runs bench_gpu_ceilings first (device-to-device copy bandwidth counted as bytes read +
+#      written, cuBLASLt BF16 and FP8 GEMMs at 8192^3, then the FP8 block-scaled GEMM target at
+#      M=4096 N=7168 K=2048 against BF16), then every other bench_gpu_* benchmark with the measured
+#      ceilings in its environment: LATENTSERVE_CEILING_COPY_BYTES_PER_S,
+#      LATENTSERVE_CEILING_BF16_TFLOPS, LATENTSERVE_CEILING_FP8_TFLOPS;
+#   4. prints last one table made of every line the benchmarks print that starts with "| "
+#      (columns: metric | measured | reference | ratio | target).
+# Exit status 0 when everything built and every test and benchmark passed.
+#
+# Header-only dependencies: the build needs nlohmann/json and Catch2 v2 (headers plus their CMake
+# package files). Where they are not installed, collect them once on a machine that has them
+# (Debian packages nlohmann-json3-dev and catch2) and carry the folder with the working tree:
+#     bash benchmarks/gpu/check.sh --collect-deps     # writes build-third-party/ (git-ignored)
+# check.sh puts build-third-party/ (or $LATENTSERVE_THIRD_PARTY) on CMAKE_PREFIX_PATH.
+#
+# Environment: LATENTSERVE_GPU_BUILD (build folder, default build-gpu), LATENTSERVE_CUDA_ARCH
+# (default 90a), LATENTSERVE_JOBS (default nproc), OUT (when set, logs and the table go there too).
+set -uo pipefail
+cd "$(dirname "$0")/../.." || exit 1
+root=$PWD
+deps="${LATENTSERVE_THIRD_PARTY:-$root/build-third-party}"
+
+# Copies the installed nlohmann/json and Catch2 (headers and CMake package folders, keeping their
+# layout under the install prefix so the package files find the headers again) into $deps.
+collect_deps() {
+  local pkg cfg prefix rel
+  for pkg in nlohmann_json Catch2; do
+    cfg=$(find /usr/share/cmake /usr/lib/cmake /usr/lib/*/cmake /usr/local/share/cmake \
+            /usr/local/lib/cmake -maxdepth 2 -name "${pkg}Config.cmake" 2>/dev/null | head -1)
+    [ -n "$cfg" ] || { echo "collect-deps: ${pkg}Config.cmake not found (install it first)"; exit 1; }
+    prefix=$(cd "$(dirname "$cfg")/../../.." && pwd)
+    rel=${cfg#"$prefix"/}
+    mkdir -p "$deps/$(dirname "$rel")"
+    cp -r "$(dirname "$cfg")/." "$deps/$(dirname "$rel")/"
+    if [ "$pkg" = nlohmann_json ]; then
+      mkdir -p "$deps/include" && cp -r "$prefix/include/nlohmann" "$deps/include/"
+    else
+      mkdir -p "$deps/include" "$deps/lib" && cp -r "$prefix/include/catch2" "$deps/include/"
+      # Catch2's package file insists that its (unused here) static main library exists.
+      [ -f "$prefix/lib/libCatch2WithMain.a" ] && cp "$prefix/lib/libCatch2WithMain.a" "$deps/lib/"
+    fi
+  done
+  echo "collect-deps: wrote $deps ($(du -sh "$deps" | cut -f1)); carry it with the working tree"
+}
+if [ "${1:-}" = "--collect-deps" ]; then collect_deps; exit 0; fi
+
+build="${LATENTSERVE_GPU_BUILD:-build-gpu}"
+arch="${LATENTSERVE_CUDA_ARCH:-90a}"
+jobs="${LATENTSERVE_JOBS:-$(nproc)}"
+logs="$build/check-logs"
+start=$(date +%s)
+[ -d /usr/local/cuda/bin ] && export PATH="/usr/local/cuda/bin:$PATH"
+mkdir -p "$logs"
+elapsed() { echo "$(( $(date +%s) - start ))s"; }
+status_rows=()
+failed=0
+note() { status_rows+=("| $1 | $2 | | | |"); [ "$2" = ok ] || failed=1; }
+# Records how a test or benchmark binary ended: 0 ok, 77 skipped (no GPU), anything else failed.
+note_exit() {
+  case $2 in
+    0) note "$1" ok ;;
+    77) note "$1" "SKIPPED: no GPU" ;;
+    *) note "$1" "FAILED (exit $2)" ;;
+  esac
+}
+
+echo "== device"
+nvidia-smi --query-gpu=name,driver_version,memory.total,clocks.max.sm --format=csv 2>/dev/null || true
+nvcc --version | tail -1
+
+echo "== configure and build ($arch) [$(elapsed)]"
+prefix_args=()
+[ -d "$deps" ] && prefix_args=("-DCMAKE_PREFIX_PATH=$deps")
+if ! cmake -S . -B "$build" -G Ninja -DCMAKE_BUILD_TYPE=Release -DLATENTSERVE_CUDA=ON \
+     -DCMAKE_CUDA_ARCHITECTURES="$arch" -DLATENTSERVE_TESTS=ON -DLATENTSERVE_BENCHMARKS=ON \
+     "${prefix_args[@]}" > "$logs/configure.log" 2>&1; then
+  tail -30 "$logs/configure.log"
+  echo "configure failed (nlohmann_json or Catch2 missing? see the header of $0)"
+  exit 1
+fi
+mapfile -t benches < <(ninja -C "$build" -t targets all | sed -n 's/^\(bench_gpu_[A-Za-z0-9_]*\): .*/\1/p' | sort -u)
+if ! timeout 330 cmake --build "$build" -j "$jobs" --target tests_cuda "${benches[@]}" \
+     > "$logs/build.log" 2>&1; then
+  grep -E "error|Error" "$logs/build.log" | head -30
+  echo "build failed [$(elapsed)]; full log: $logs/build.log"
+  exit 1
+fi
+echo "built tests_cuda ${benches[*]} [$(elapsed)]"
+
+echo "== GPU tests [$(elapsed)]"
+timeout 240 "$build/tests/tests_cuda" 2>&1 | tee "$logs/tests_cuda.log"
+note_exit "GPU tests (tests_cuda)" "${PIPESTATUS[0]}"
+
+echo "== ceilings [$(elapsed)]"
+ceilings="$build/gpu-ceilings.txt"
+rm -f "$ceilings"
+timeout 120 "$build/benchmarks/gpu/bench_gpu_ceilings" "$ceilings" 2>&1 | tee "$logs/bench_gpu_ceilings.log"
+note_exit bench_gpu_ceilings "${PIPESTATUS[0]}"
+if [ -f "$ceilings" ]; then
+  LATENTSERVE_CEILING_COPY_BYTES_PER_S=$(sed -n 's/^copy_bytes_per_s=//p' "$ceilings")
+  LATENTSERVE_CEILING_BF16_TFLOPS=$(sed -n 's/^bf16_tflops=//p' "$ceilings")
+  LATENTSERVE_CEILING_FP8_TFLOPS=$(sed -n 's/^fp8_tflops=//p' "$ceilings")
+  export LATENTSERVE_CEILING_COPY_BYTES_PER_S LATENTSERVE_CEILING_BF16_TFLOPS \
+    LATENTSERVE_CEILING_FP8_TFLOPS
+fi
+
+for b in "${benches[@]}"; do
+  [ "$b" = bench_gpu_ceilings ] && continue
+  echo "== $b [$(elapsed)]"
+  timeout 120 "$build/benchmarks/gpu/$b" 2>&1 | tee "$logs/$b.log"
+  note_exit "$b" "${PIPESTATUS[0]}"
+done
+
+{
+  echo
+  echo "== results ($(nvidia-smi --query-gpu=name --format=csv,noheader 2>/dev/null | head -1), $(date -u +%Y-%m-%d), total $(elapsed))"
+  echo "| metric | measured | reference | ratio | target |"
+  echo "|---|---|---|---|---|"
+  cat "$logs"/bench_gpu_*.log 2>/dev/null | grep '^| '
+  printf '%s\n' "${status_rows[@]}"
+} | tee "$logs/table.md"
+if [ -n "${OUT:-}" ] && [ -d "${OUT:-}" ]; then cp -r "$logs" "$OUT/"; fi
+exit $failed
