@@ -75,7 +75,8 @@ Status MatmulContext::check_device() const {
   return ok_status();
 }
 
-Result<MatmulContext::Plan> MatmulContext::make_plan(const PlanKey& key) {
+Result<MatmulContext::Plan> MatmulContext::make_plan(const PlanKey& key, const void* a_scale,
+                                                     const void* b_scale) {
   Plan plan;
   LS_CUBLAS_RETURN_IF_ERROR(
       cublasLtMatmulDescCreate(plan.desc.out(), CUBLAS_COMPUTE_32F, CUDA_R_32F));
@@ -91,6 +92,10 @@ Result<MatmulContext::Plan> MatmulContext::make_plan(const PlanKey& key) {
                                           "A_SCALE_MODE=BLK128x128_32F"));
     LS_RETURN_IF_ERROR(set_desc_attribute(plan.desc, CUBLASLT_MATMUL_DESC_B_SCALE_MODE, b_mode,
                                           "B_SCALE_MODE=VEC128_32F"));
+    LS_RETURN_IF_ERROR(set_desc_attribute(plan.desc, CUBLASLT_MATMUL_DESC_A_SCALE_POINTER, a_scale,
+                                          "A_SCALE_POINTER"));
+    LS_RETURN_IF_ERROR(set_desc_attribute(plan.desc, CUBLASLT_MATMUL_DESC_B_SCALE_POINTER, b_scale,
+                                          "B_SCALE_POINTER"));
   }
   LS_ASSIGN_OR_RETURN(plan.a, make_layout(ab_type, uint64_t(key.k), uint64_t(key.n), key.lda));
   LS_ASSIGN_OR_RETURN(plan.b, make_layout(ab_type, uint64_t(key.k), uint64_t(key.m), key.ldb));
@@ -126,10 +131,11 @@ Result<MatmulContext::Plan> MatmulContext::make_plan(const PlanKey& key) {
   return plan;
 }
 
-Result<MatmulContext::Plan*> MatmulContext::plan(const PlanKey& key) {
+Result<MatmulContext::Plan*> MatmulContext::plan(const PlanKey& key, const void* a_scale,
+                                                 const void* b_scale) {
   auto it = plans_.find(key);
   if (it == plans_.end()) {
-    LS_ASSIGN_OR_RETURN(Plan fresh, make_plan(key));
+    LS_ASSIGN_OR_RETURN(Plan fresh, make_plan(key, a_scale, b_scale));
     it = plans_.emplace(key, std::move(fresh)).first;
   }
   return &it->second;
@@ -162,7 +168,7 @@ Status MatmulContext::bf16(const MatmulBf16Params& p, cudaStream_t stream) {
                     pointer_alignment(p.w),
                     pointer_alignment(p.x),
                     pointer_alignment(p.y)};
-  LS_ASSIGN_OR_RETURN(Plan * plan, this->plan(key));
+  LS_ASSIGN_OR_RETURN(Plan* plan, this->plan(key));
   if (!plan->supported) {
     return make_error(std::string(where) + ": cuBLASLt offers no algorithm for " +
                       shape_text(p.m, p.n, p.k) + " ldx=" + std::to_string(p.ldx) + " ldy=" +

@@ -96,8 +96,11 @@ class MatmulContext {
   };
 
   MatmulContext() = default;
-  Result<Plan*> plan(const PlanKey& key);
-  Result<Plan> make_plan(const PlanKey& key);
+  // FP8 plans take the scale pointers of the call that creates them: the heuristic sees a complete
+  // descriptor (each call sets its own pointers again before launching).
+  Result<Plan*> plan(const PlanKey& key, const void* a_scale = nullptr,
+                     const void* b_scale = nullptr);
+  Result<Plan> make_plan(const PlanKey& key, const void* a_scale, const void* b_scale);
   cublasStatus_t launch(Plan& plan, const void* a, const void* b, void* d, cudaStream_t stream);
   Status check_device() const;
   // Ok(false) when cuBLASLt refused the plan's algorithm at launch (the plan is then marked).

@@ -83,7 +83,7 @@ Status MatmulContext::fp8(const MatmulFp8Params& p, cudaStream_t stream) {
                       pointer_alignment(p.w.data),
                       pointer_alignment(act_q_.data()),
                       pointer_alignment(p.y)};
-    LS_ASSIGN_OR_RETURN(Plan * plan, this->plan(key));
+    LS_ASSIGN_OR_RETURN(Plan* plan, this->plan(key, p.w.scales, act_scales_.data()));
     if (plan->supported) {
       LS_ASSIGN_OR_RETURN(const bool ran, fp8_block_scaled(p, *plan, stream));
       if (ran) {
