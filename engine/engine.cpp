@@ -44,8 +44,22 @@ Result<std::unique_ptr<Engine>> Engine::create(const models::deepseek_v3::Model&
   if (config.scheduler.max_num_batched_tokens < 1 || config.scheduler.max_num_seqs < 1) {
     return make_error("max-num-batched-tokens and max-num-seqs must be at least 1");
   }
-  const int64_t per_block = models::LatentCacheStorage::bytes_per_block(
-      cfg, model.num_cache_layers(), config.block_size);
+  const SpeculativeConfig& spec = config.speculative;
+  if (spec.num_speculative_tokens < 0 || spec.num_speculative_tokens > 16) {
+    return make_error("num-speculative-tokens must be between 0 and 16, got " +
+                      std::to_string(spec.num_speculative_tokens));
+  }
+  if (spec.enabled() && model.num_mtp_layers() == 0) {
+    return make_error("speculative decoding with MTP needs the checkpoint's MTP layer (model.layers." +
+                      std::to_string(cfg.num_hidden_layers) + ".*), and this checkpoint has none");
+  }
+  if (spec.forced_acceptance > 1.0) {
+    return make_error("forced acceptance must be in [0, 1] (or negative: off), got " +
+                      std::to_string(spec.forced_acceptance));
+  }
+  config.scheduler.lookahead_slots = spec.num_speculative_tokens;
+  const int64_t cache_layers = spec.enabled() ? model.num_cache_layers_with_mtp() : model.num_cache_layers();
+  const int64_t per_block = models::LatentCacheStorage::bytes_per_block(cfg, cache_layers, config.block_size);
   int64_t num_blocks = 0;
   if (config.num_kv_blocks) {
     num_blocks = *config.num_kv_blocks;
@@ -57,14 +71,16 @@ Result<std::unique_ptr<Engine>> Engine::create(const models::deepseek_v3::Model&
                       std::to_string(per_block) + " bytes)");
   }
   LS_ASSIGN_OR_RETURN(auto cache, models::LatentCacheStorage::allocate(
-                                      cfg, model.num_cache_layers(), num_blocks, config.block_size));
+                                      cfg, cache_layers, num_blocks, config.block_size));
   LS_ASSIGN_OR_RETURN(auto blocks, BlockManager::create(num_blocks, config.block_size,
                                                         config.enable_prefix_cache));
   if (config.log_startup) {
     std::cerr << "latentserve: latent cache of " << num_blocks << " blocks x " << config.block_size
               << " tokens = " << num_blocks * config.block_size << " tokens ("
               << (num_blocks * per_block) / (1 << 20) << " MiB), prefix cache "
-              << (config.enable_prefix_cache ? "on" : "off") << "\n";
+              << (config.enable_prefix_cache ? "on" : "off");
+    if (spec.enabled()) std::cerr << ", speculative decoding: MTP, " << spec.num_speculative_tokens << " draft(s)";
+    std::cerr << "\n";
   }
   std::unique_ptr<Engine> engine(
       new Engine(model, std::move(config), std::move(blocks), std::move(cache)));
@@ -78,11 +94,12 @@ Engine::Engine(const models::deepseek_v3::Model& model, EngineConfig config, Blo
       config_(std::move(config)),
       blocks_(std::move(blocks)),
       scheduler_(config_.scheduler, blocks_),
-      runner_(model, std::move(cache)) {
+      runner_(model, std::move(cache), config_.speculative.enabled()) {
   for (int64_t id : model.config().eos_token_ids) eos_ids_.push_back(int32_t(id));
   stats_.num_blocks = blocks_.num_blocks();
   stats_.num_free_blocks = blocks_.num_free_blocks();
   stats_.block_size = blocks_.block_size();
+  stats_.spec_num_speculative_tokens = config_.speculative.num_speculative_tokens;
 }
 
 Engine::~Engine() {
@@ -112,7 +129,9 @@ Status Engine::validate(const Request& r) const {
                       ") is over the model's context length of " +
                       std::to_string(cfg.max_position_embeddings) + " tokens");
   }
-  const int64_t blocks_needed = (total + blocks_.block_size() - 1) / blocks_.block_size();
+  // Speculation reserves cache slots past the tokens (the MTP slot and drafts).
+  const int64_t blocks_needed =
+      (total + config_.scheduler.lookahead_slots + blocks_.block_size() - 1) / blocks_.block_size();
   if (blocks_needed > blocks_.num_blocks()) {
     return make_error("the prompt plus max_tokens needs " + std::to_string(total) +
                       " tokens of latent cache, more than the whole cache holds (" +
@@ -178,6 +197,7 @@ void Engine::loop() {
   for (const auto& [id, r] : requests_) live.push_back(id);
   for (uint64_t id : live) abort_request(id);
   publish_stats();
+  if (config_.speculative.enabled() && config_.log_startup) log_speculation_summary();
 }
 
 void Engine::drain_inbox() {
@@ -242,7 +262,7 @@ bool Engine::step() {
 
   const auto forward_start = Clock::now();
   auto logits = runner_.run(plan);
-  const double forward_seconds = seconds_since(forward_start);
+  double forward_seconds = seconds_since(forward_start);
 
   if (!logits.ok()) {
     // A forward failure is a bug, not bad input (batches are built here); end what ran, loudly.
@@ -253,6 +273,8 @@ bool Engine::step() {
       finish_sequence(*item.seq, FinishReason::kError, out);
       emit(*item.seq, std::move(out));
     }
+  } else if (config_.speculative.enabled()) {
+    forward_seconds += speculative_update(plan, *logits);
   } else {
     int64_t computed_prompt = 0;
     for (const auto& item : plan.items) {
@@ -411,6 +433,12 @@ void Engine::publish_stats() {
     stats_.num_preemptions = scheduler_.num_preemptions();
     stats_.prefix_queried_tokens = blocks_.stats().num_queried_tokens;
     stats_.prefix_hit_tokens = blocks_.stats().num_hit_tokens;
+    stats_.spec_drafted_tokens = spec_counters_.drafted;
+    stats_.spec_accepted_tokens = spec_counters_.accepted;
+    stats_.spec_verify_steps = spec_counters_.verify_steps;
+    stats_.spec_emitted_tokens = spec_counters_.emitted;
+    stats_.spec_drafted_per_position = spec_counters_.drafted_at;
+    stats_.spec_accepted_per_position = spec_counters_.accepted_at;
   }
   idle_.notify_all();
 }

@@ -19,6 +19,7 @@
 #include "engine/request.h"
 #include "engine/scheduler.h"
 #include "engine/sequence.h"
+#include "engine/speculative.h"
 #include "engine/token_decoder.h"
 #include "models/deepseek_v3/model.h"
 
@@ -33,7 +34,8 @@ struct EngineConfig {
   SamplingLimits limits;
   TokenDecoderFactory decoder_factory;     // needed for text deltas and stop strings
   bool check_integrity_every_step = false;  // tests: BlockManager::check_integrity each step
-  bool log_startup = true;                  // print the cache size on stderr
+  bool log_startup = true;                  // print the cache size (and a speculation summary) on stderr
+  SpeculativeConfig speculative;            // MTP drafts; off unless num_speculative_tokens > 0
 };
 
 struct EngineStats {
@@ -52,6 +54,26 @@ struct EngineStats {
   double forward_seconds = 0;       // inside ModelRunner::run
   double overhead_seconds = 0;      // the rest of each step (scheduling, sampling, outputs)
   std::string integrity_error;      // first integrity failure seen (check_integrity_every_step)
+
+  // Speculative decoding (all zero without it). A verify step is one decoding sequence's share
+  // of a step that carried drafts; it yields its accepted drafts plus one token.
+  int64_t spec_num_speculative_tokens = 0;         // K
+  int64_t spec_drafted_tokens = 0;                 // drafts verified
+  int64_t spec_accepted_tokens = 0;                // of which accepted
+  int64_t spec_verify_steps = 0;
+  int64_t spec_emitted_tokens = 0;                 // tokens the verify steps yielded
+  std::vector<int64_t> spec_drafted_per_position;   // [K]: drafts at position i of a step
+  std::vector<int64_t> spec_accepted_per_position;  // [K]: of which accepted
+
+  // Accepted / drafted at draft position i (0 when none was drafted there).
+  double spec_acceptance_rate(size_t position) const {
+    if (position >= spec_drafted_per_position.size() || spec_drafted_per_position[position] == 0) return 0;
+    return double(spec_accepted_per_position[position]) / double(spec_drafted_per_position[position]);
+  }
+  // Tokens per verify step (1 + mean accepted drafts); 0 before the first.
+  double spec_mean_tokens_per_step() const {
+    return spec_verify_steps == 0 ? 0 : double(spec_emitted_tokens) / double(spec_verify_steps);
+  }
 };
 
 class Engine {
@@ -83,6 +105,16 @@ class Engine {
   void admit(std::shared_ptr<RequestState> request);
   void abort_request(uint64_t request_id);
   void sample_and_update(const SchedulePlan& plan, const StepLogits& logits);
+  // Speculative decoding (engine_speculative.cpp): verify drafts and append tokens, run the MTP
+  // over the newly verified positions, draft the next step's tokens, commit and trim blocks.
+  // Returns the seconds spent in the MTP forward.
+  double speculative_update(const SchedulePlan& plan, const StepLogits& logits);
+  void verify_and_append(const SchedulePlan& plan, const StepLogits& logits);
+  double draft_next(const SchedulePlan& plan, const StepLogits& logits,
+                    const std::vector<int64_t>& computed_before);
+  int32_t forced_draft(const Sequence& seq, int32_t draft) const;
+  int64_t drafts_wanted(const Sequence& seq) const;
+  void log_speculation_summary() const;
   void append_token(Sequence& seq, const SampleResult& result, Output& out);
   void finish_sequence(Sequence& seq, FinishReason reason, Output& out);
   void emit(Sequence& seq, Output out);
@@ -101,6 +133,7 @@ class Engine {
   std::map<uint64_t, std::shared_ptr<RequestState>> requests_;
   uint64_t next_sequence_id_ = 1;
   int64_t requests_finished_in_step_ = 0;
+  SpeculativeCounters spec_counters_;
 
   // Shared with front-end threads, under mutex_.
   mutable std::mutex mutex_;

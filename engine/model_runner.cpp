@@ -1,9 +1,16 @@
 #include "engine/model_runner.h"
 
+#include <algorithm>
+
 namespace latentserve::engine {
 
-ModelRunner::ModelRunner(const models::deepseek_v3::Model& model, models::LatentCacheStorage cache)
-    : model_(model), cache_(std::move(cache)) {}
+ModelRunner::ModelRunner(const models::deepseek_v3::Model& model, models::LatentCacheStorage cache,
+                         bool keep_hidden)
+    : model_(model), cache_(std::move(cache)), keep_hidden_(keep_hidden) {
+  if (keep_hidden_) {
+    block_last_hidden_.assign(size_t(cache_.num_blocks() * model_.config().hidden_size), 0.0f);
+  }
+}
 
 models::Batch ModelRunner::build_batch(const SchedulePlan& plan,
                                        std::vector<int32_t>& row_of_item) const {
@@ -13,13 +20,20 @@ models::Batch ModelRunner::build_batch(const SchedulePlan& plan,
   for (size_t i = 0; i < plan.items.size(); ++i) {
     const Sequence& seq = *plan.items[i].seq;
     const int64_t start = seq.num_computed_tokens;
-    const int64_t n = plan.items[i].num_new_tokens;
+    const int64_t drafts = plan.items[i].num_draft_tokens;
+    const int64_t n = plan.items[i].num_new_tokens - drafts;  // tokens already in seq.tokens
     tokens.assign(seq.tokens.begin() + start, seq.tokens.begin() + start + n);
-    // Logits only when this step computes the sequence's last token (so it samples next).
+    tokens.insert(tokens.end(), seq.draft.drafts.begin(), seq.draft.drafts.begin() + drafts);
+    // Logits only when this step computes the sequence's last token (so it samples next), and
+    // for every draft (each is verified against the row before it).
     const bool samples = start + n == seq.num_tokens();
     if (samples) row_of_item[i] = int32_t(batch.logit_rows.size());
     models::append_sequence(batch, tokens, int32_t(start), seq.blocks.block_table,
-                            cache_.block_size(), samples);
+                            cache_.block_size(), false);
+    if (samples) {
+      const int32_t last = int32_t(batch.token_ids.size()) - 1;
+      for (int32_t r = last - int32_t(drafts); r <= last; ++r) batch.logit_rows.push_back(r);
+    }
   }
   return batch;
 }
@@ -29,7 +43,30 @@ Result<StepLogits> ModelRunner::run(const SchedulePlan& plan) {
   const models::Batch batch = build_batch(plan, out.row_of_item);
   LS_ASSIGN_OR_RETURN(auto forward, model_.forward(batch, cache_));
   out.logits = std::move(forward.logits);
+  if (keep_hidden_) {
+    const int64_t H = model_.config().hidden_size;
+    const int64_t bs = cache_.block_size();
+    for (const models::BatchSequence& s : batch.sequences) {
+      out.query_start.push_back(s.query_start);
+      for (int32_t i = 0; i < s.query_len; ++i) {
+        const int64_t pos = s.context_len - s.query_len + i;
+        if ((pos + 1) % bs != 0) continue;
+        const float* src = &forward.hidden[size_t((s.query_start + i) * H)];
+        std::copy(src, src + H, &block_last_hidden_[size_t(s.block_table[size_t(pos / bs)] * H)]);
+      }
+    }
+    out.hidden = std::move(forward.hidden);
+  }
   return out;
+}
+
+Result<models::deepseek_v3::MtpForwardOutput> ModelRunner::run_mtp(
+    const models::Batch& batch, const std::vector<float>& hidden) const {
+  return model_.mtp_forward(batch, hidden, cache_, 0);
+}
+
+const float* ModelRunner::block_last_hidden(int32_t block) const {
+  return &block_last_hidden_[size_t(int64_t(block) * model_.config().hidden_size)];
 }
 
 }  // namespace latentserve::engine

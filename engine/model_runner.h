@@ -1,5 +1,6 @@
 // ModelRunner: turns a SchedulePlan into a models::Batch, owns the latent cache memory, runs the
-// forward pass and hands back one logits row per sequence that samples this step.
+// forward pass and hands back the logits rows of the sequences that sample this step (and, with
+// speculative decoding, the hidden states the MTP module reads, and the MTP forward itself).
 #pragma once
 
 #include <cstdint>
@@ -14,12 +15,18 @@ namespace latentserve::engine {
 
 struct StepLogits {
   std::vector<float> logits;            // [rows, vocab]
-  std::vector<int32_t> row_of_item;     // per plan item: its logits row, or -1 (mid-prefill)
+  // Per plan item: its first logits row, or -1 (mid-prefill). A decoding item with drafts has
+  // num_draft_tokens + 1 consecutive rows (its last token's, then each draft's).
+  std::vector<int32_t> row_of_item;
+  std::vector<float> hidden;            // [batch tokens, hidden] final-norm output (speculation only)
+  std::vector<int32_t> query_start;     // per plan item: its first batch row
 };
 
 class ModelRunner {
  public:
-  ModelRunner(const models::deepseek_v3::Model& model, models::LatentCacheStorage cache);
+  // keep_hidden: return hidden states and remember each block's last hidden state (for MTP).
+  ModelRunner(const models::deepseek_v3::Model& model, models::LatentCacheStorage cache,
+              bool keep_hidden = false);
 
   const models::deepseek_v3::Model& model() const { return model_; }
   const models::LatentCacheStorage& cache() const { return cache_; }
@@ -28,9 +35,19 @@ class ModelRunner {
   models::Batch build_batch(const SchedulePlan& plan, std::vector<int32_t>& row_of_item) const;
   Result<StepLogits> run(const SchedulePlan& plan);
 
+  // The MTP layer 0 over `batch` (see Model::mtp_forward).
+  Result<models::deepseek_v3::MtpForwardOutput> run_mtp(const models::Batch& batch,
+                                                        const std::vector<float>& hidden) const;
+  // The main model's final-norm hidden state at the last position of `block`, as computed when
+  // the block was last filled ([hidden]). Valid for blocks in the prefix cache: it is what the
+  // MTP entry after a cached prefix needs.
+  const float* block_last_hidden(int32_t block) const;
+
  private:
   const models::deepseek_v3::Model& model_;
   models::LatentCacheStorage cache_;
+  bool keep_hidden_ = false;
+  std::vector<float> block_last_hidden_;  // [num_blocks, hidden] when keep_hidden
 };
 
 }  // namespace latentserve::engine

@@ -13,6 +13,8 @@ enum class RandomPurpose : uint32_t {
   kSample = 0,          // choosing the next token
   kSpecAccept = 1,      // speculative decoding: accept a draft with probability min(1, p/q)
   kSpecResample = 2,    // speculative decoding: resample after a rejection
+  kSpecDraft = 3,       // speculative decoding: drawing a draft token from the draft distribution
+  kSpecForce = 4,       // speculative decoding test hook: whether a draft is forced to agree
 };
 
 // Philox4x32 with 10 rounds (Salmon et al., "Parallel random numbers: as easy as 1, 2, 3").

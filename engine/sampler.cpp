@@ -83,6 +83,14 @@ SampleResult sample_with_uniform(const float* logits_row, int64_t vocab, const S
   return result;
 }
 
+SampleResult result_for_token(const float* logits_row, int64_t vocab, const SamplingParams& params,
+                              int32_t token) {
+  SampleResult result;
+  result.token = token;
+  if (params.logprobs) fill_raw_logprobs(logits_row, vocab, *params.logprobs, result);
+  return result;
+}
+
 SampleResult sample(const float* logits_row, int64_t vocab, const SamplingParams& params, const SamplerState& state,
                     int64_t num_output_tokens, std::span<const int32_t> eos_ids) {
   const double u = sampling_uniform(state, uint64_t(num_output_tokens));

@@ -85,6 +85,11 @@ SampleResult sample_with_uniform(const float* logits_row, int64_t vocab, const S
                                  const SamplerState& state, int64_t num_output_tokens,
                                  std::span<const int32_t> eos_ids, double u);
 
+// The result for a token chosen elsewhere (speculative verification): `token`, with the raw
+// logprobs of `logits_row` exactly as sample() fills them when params.logprobs is set.
+SampleResult result_for_token(const float* logits_row, int64_t vocab, const SamplingParams& params,
+                              int32_t token);
+
 // One row of a batch. Several rows may share a state (speculative verification).
 struct SampleRow {
   const SamplingParams* params = nullptr;

@@ -15,11 +15,17 @@ namespace latentserve::engine {
 struct SchedulerConfig {
   int64_t max_num_batched_tokens = 2048;  // new tokens per step over all sequences
   int64_t max_num_seqs = 256;             // sequences per step
+  // Cache slots reserved past each scheduled sequence's tokens (speculative decoding: the MTP
+  // layer's shifted slot and its chained drafts); 0 without speculation.
+  int64_t lookahead_slots = 0;
 };
 
 struct ScheduledSequence {
   Sequence* seq = nullptr;
   int64_t num_new_tokens = 0;  // tokens [num_computed_tokens, +num_new_tokens) run this step
+  // Of those, the last ones that are drafts (seq->draft.drafts[0, num_draft_tokens)), not yet in
+  // seq->tokens; only for a decoding sequence.
+  int64_t num_draft_tokens = 0;
 };
 
 struct SchedulePlan {

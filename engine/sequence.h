@@ -12,6 +12,7 @@
 #include "engine/output.h"
 #include "engine/request.h"
 #include "engine/sampler.h"
+#include "engine/speculative.h"
 #include "engine/stop_checker.h"
 #include "engine/token_decoder.h"
 
@@ -41,6 +42,7 @@ struct Sequence {
   bool counted_cached_tokens = false;  // usage.cached_tokens taken from the first admission
 
   SamplerState sampler;
+  DraftState draft;  // speculative decoding only
   std::unique_ptr<TokenDecoder> decoder;
   StopChecker stop;
   std::optional<FinishReason> finish_reason;
