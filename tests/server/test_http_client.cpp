@@ -115,7 +115,7 @@ std::optional<RawResponse> RawClient::read_response(int timeout_ms) {
 
   if (r.headers.count("content-length")) {
     if (!read_exact(std::stoul(r.headers["content-length"]), r.body, timeout_ms)) return std::nullopt;
-  } else if (lower(r.headers["transfer-encoding"]) == "chunked") {
+  } else if (r.headers.count("transfer-encoding") && lower(r.headers["transfer-encoding"]) == "chunked") {
     while (true) {
       if (!read_line(line, timeout_ms)) return std::nullopt;
       const size_t size = std::stoul(line, nullptr, 16);
