@@ -6,12 +6,15 @@
 #include <filesystem>
 #include <fstream>
 #include <iostream>
+#include <optional>
 
 #include "engine/engine.h"
 #include "server/command_line.h"
 #include "server/default_model.h"
 #include "server/engine_options.h"
+#include "server/openai/batch.h"
 #include "server/request_parsing.h"
+#include "server/serving_context.h"
 
 namespace latentserve::server {
 
@@ -24,6 +27,7 @@ std::vector<OptionSpec> option_specs() {
       {"model", true, "model folder (config.json + safetensors); default: the built-in tiny model"},
       {"input", true, "requests, one JSON object per line"},
       {"output", true, "results, one JSON object per line, in input order"},
+      {"served-model-name", true, "the model name batch-format lines must give (default: --model as written)"},
       {"help", false, "show this help"},
   };
   for (auto& s : engine_option_specs()) specs.push_back(s);
@@ -70,12 +74,31 @@ class Progress {
   Clock::time_point start_;
 };
 
-}  // namespace
+// One input line: generate's own format, or OpenAI's batch format (`batch` set).
+struct Job {
+  engine::Request request;
+  std::optional<openai::BatchItem> batch;
+};
 
-Result<engine::Request> parse_generate_line(const std::string& line,
-                                            const engine::text::TextProcessor* text) {
+Result<engine::Request> parse_generate_json(const json& j, const engine::text::TextProcessor* text);
+
+// Errors only for lines in generate's own format; a bad batch-format line is a Job that
+// answers with its error.
+Result<Job> parse_job(const std::string& line, const ServingContext& ctx) {
   json j = json::parse(line, nullptr, /*allow_exceptions=*/false);
   if (j.is_discarded()) return make_error("not valid JSON");
+  Job job;
+  if (openai::is_batch_line(j)) {
+    job.batch = openai::parse_batch_line(j, ctx);
+    if (job.batch->parsed) job.request = std::move(job.batch->parsed->request);
+    return job;
+  }
+  LS_ASSIGN_OR_RETURN(job.request, parse_generate_json(j, ctx.text.get()));
+  LS_RETURN_IF_ERROR(ctx.engine->validate(job.request));
+  return job;
+}
+
+Result<engine::Request> parse_generate_json(const json& j, const engine::text::TextProcessor* text) {
   if (!j.is_object()) return make_error("expected a JSON object");
   engine::Request request;
   ParseDefaults defaults;
@@ -83,6 +106,15 @@ Result<engine::Request> parse_generate_line(const std::string& line,
   LS_ASSIGN_OR_RETURN(request.params, parse_sampling_params(j, defaults));
   LS_ASSIGN_OR_RETURN(request.prompt_token_ids, parse_prompt(j, text));
   return request;
+}
+
+}  // namespace
+
+Result<engine::Request> parse_generate_line(const std::string& line,
+                                            const engine::text::TextProcessor* text) {
+  json j = json::parse(line, nullptr, /*allow_exceptions=*/false);
+  if (j.is_discarded()) return make_error("not valid JSON");
+  return parse_generate_json(j, text);
 }
 
 json format_generate_result(const engine::CollectedRequest& result, const engine::SamplingParams& params,
@@ -136,35 +168,50 @@ int generate_command(const std::vector<std::string>& args) {
     text = std::move(loaded).value();
     config->decoder_factory = text->decoder_factory();
   }
+  const engine::SamplingLimits config_limits = config->limits;
   auto engine = engine::Engine::create(**model, std::move(config).value());
   if (!engine.ok()) return fail(engine.error().message);
 
-  // Read and check every line before generating anything, so a bad line costs no work.
-  std::vector<engine::Request> requests;
+  ServingContext ctx;
+  ctx.engine = engine->get();
+  ctx.text = text;
+  ctx.model_name = parsed->get("served-model-name") ? *parsed->get("served-model-name")
+                                                    : default_served_model_name(parsed->get("model"));
+  ctx.limits = config_limits;
+  ctx.max_model_len = (*model)->config().max_position_embeddings;
+  ctx.vocab_size = (*model)->config().vocab_size;
+
+  // Read and check every line before generating anything, so a bad line costs no work. Lines in
+  // OpenAI's batch format that are invalid get an error line of their own instead.
+  std::vector<Job> jobs;
   std::string line;
   for (int line_no = 1; std::getline(input, line); ++line_no) {
     if (line.find_first_not_of(" \t\r") == std::string::npos) continue;
-    auto request = parse_generate_line(line, text.get());
-    Status valid = request.ok() ? (*engine)->validate(*request) : Status(request.error());
-    if (!valid.ok()) return fail(input_path + ":" + std::to_string(line_no) + ": " + valid.error().message);
-    requests.push_back(std::move(request).value());
+    auto job = parse_job(line, ctx);
+    if (!job.ok()) return fail(input_path + ":" + std::to_string(line_no) + ": " + job.error().message);
+    jobs.push_back(std::move(job).value());
   }
   const std::string output_path = *parsed->get("output");
   std::ofstream output(output_path);
   if (!output) return fail("cannot write " + output_path);
 
-  std::vector<engine::RequestHandle> handles;
-  for (const auto& r : requests) {
-    auto handle = (*engine)->submit(r);
+  std::vector<std::optional<engine::RequestHandle>> handles;
+  for (auto& job : jobs) {
+    handles.emplace_back();
+    if (job.batch && !job.batch->parsed) continue;
+    auto handle = (*engine)->submit(job.request);
     if (!handle.ok()) return fail(handle.error().message);
-    handles.push_back(std::move(handle).value());
+    handles.back() = std::move(handle).value();
   }
   Progress progress(handles.size());
   int64_t tokens = 0;
   for (size_t i = 0; i < handles.size(); ++i) {
-    const engine::CollectedRequest result = engine::collect_all(handles[i]);
+    engine::CollectedRequest result;
+    if (handles[i]) result = engine::collect_all(*handles[i]);
     tokens += result.usage.completion_tokens;
-    output << format_generate_result(result, requests[i].params, text != nullptr).dump() << "\n";
+    const json out = jobs[i].batch ? openai::batch_output_line(*jobs[i].batch, handles[i] ? &result : nullptr, ctx)
+                                   : format_generate_result(result, jobs[i].request.params, text != nullptr);
+    output << openai::dump(out) << "\n";
     progress.update(i + 1, tokens);
   }
   std::cerr << "latentserve generate: wrote " << handles.size() << " results to " << output_path << "\n";

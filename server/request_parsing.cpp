@@ -123,7 +123,14 @@ Result<engine::SamplingParams> parse_sampling_params(const json& j, const ParseD
     p.seed = seed;
   }
   LS_RETURN_IF_ERROR(read_int32(j, "n", p.n));
-  if (present(j, "logprobs")) {
+  if (defaults.chat_logprobs) {
+    bool wanted = false;
+    int32_t k = 0;
+    LS_RETURN_IF_ERROR(read_bool(j, "logprobs", wanted));
+    LS_RETURN_IF_ERROR(read_int32(j, "top_logprobs", k));
+    if (k != 0 && !wanted) return field_error("top_logprobs", "needs \"logprobs\": true");
+    if (wanted) p.logprobs = k;
+  } else if (present(j, "logprobs")) {
     int32_t k = 0;
     LS_RETURN_IF_ERROR(read_int32(j, "logprobs", k));
     p.logprobs = k;

@@ -17,6 +17,8 @@ namespace latentserve::server {
 struct ParseDefaults {
   float temperature = 1.0f;  // `generate` uses 0 (greedy), the documented offline default
   int64_t max_tokens = 16;
+  // The chat API's form: "logprobs" is true/false and "top_logprobs" the count per token.
+  bool chat_logprobs = false;
 };
 
 // Sampling parameters from a JSON object (OpenAI/vLLM field names). Unknown fields are ignored;
