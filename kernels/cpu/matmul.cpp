@@ -15,13 +15,17 @@ namespace {
 
 using BlockFn = void (*)(const WeightMatrix&, const detail::MatmulBlock&);
 
-BlockFn block_function(CpuIsa isa) {
+struct Kernels {
+  BlockFn decode, prefill;
+};
+
+Kernels kernels_for(CpuIsa isa) {
   switch (isa) {
-    case CpuIsa::Avx512: return detail::matmul_block_avx512;
-    case CpuIsa::Avx2: return detail::matmul_block_avx2;
-    case CpuIsa::Scalar: return detail::matmul_block_scalar;
+    case CpuIsa::Avx512: return {detail::matmul_decode_avx512, detail::matmul_prefill_avx512};
+    case CpuIsa::Avx2: return {detail::matmul_decode_avx2, detail::matmul_prefill_avx2};
+    case CpuIsa::Scalar: return {detail::matmul_decode_scalar, detail::matmul_prefill_scalar};
   }
-  return detail::matmul_block_scalar;
+  return {detail::matmul_decode_scalar, detail::matmul_prefill_scalar};
 }
 
 bool well_formed(const WeightMatrix& w) {
@@ -35,13 +39,14 @@ bool well_formed(const WeightMatrix& w) {
   }
 }
 
-// Up to this many rows of x, every thread takes its own contiguous slab of W rows and all of x:
-// W streams from memory exactly once, in long sequential runs the prefetchers follow.
-constexpr int64_t kDecodeRows = 8;
-// Beyond it, tasks are (x rows × W rows) tiles: each W row a task loads is reused by kRowTile rows
-// of x, so W traffic shrinks by that factor and the kernel becomes compute-bound.
-constexpr int64_t kRowTile = 32;
-constexpr int64_t kWeightTile = 64;
+// Up to kDecodeRows rows of x, every thread takes its own contiguous slab of W rows and all of x:
+// W streams from memory exactly once, in long sequential runs the prefetchers follow. Beyond it,
+// tasks are (x rows × W rows) tiles: each W row a task widens is reused by kRowTile rows of x, so the
+// kernel becomes compute-bound. Either way each output element is computed whole by one thread in
+// the same order (matmul_internal.h), so results do not depend on m or the thread count.
+constexpr int64_t kDecodeRows = detail::kDecodeRows;
+constexpr int64_t kRowTile = detail::kPrefillRows;
+constexpr int64_t kWeightTile = detail::kPrefillWeightRows;
 // Below this many multiply-adds, starting threads costs more than it saves.
 constexpr double kMinParallelWork = 1 << 16;
 
@@ -82,12 +87,12 @@ void matmul(const float* x, int64_t ldx, int64_t m, const WeightMatrix& w, float
       std::fill(y + i * ldy, y + i * ldy + w.rows, std::numeric_limits<float>::quiet_NaN());
     return;
   }
-  const BlockFn fn = block_function(selected_isa());
+  const Kernels fn = kernels_for(selected_isa());
   const bool parallel = double(m) * double(w.rows) * double(w.cols) >= kMinParallelWork;
   if (m <= kDecodeRows) {
-    decode(fn, x, ldx, m, w, y, ldy, parallel);
+    decode(fn.decode, x, ldx, m, w, y, ldy, parallel);
   } else {
-    prefill(fn, x, ldx, m, w, y, ldy, parallel);
+    prefill(fn.prefill, x, ldx, m, w, y, ldy, parallel);
   }
 }
 

@@ -1,5 +1,6 @@
-// AVX2+FMA+F16C matmul block: 8 floats per vector, 4×2 micro tiles (8 accumulators, leaving room in
-// the 16 ymm registers for the weight vectors and one x vector). AVX2 has no masked byte loads, so
+// AVX2+FMA+F16C matmul: 8 floats per vector. Decode keeps all m ≤ 8 rows of x against 1-4 weight
+// rows in at most 12 of the 16 ymm registers; prefill runs 4 × 2 micro tiles over packed FP32
+// panels of 256 k. AVX2 has no masked byte loads, so
 // ragged ends copy the few remaining elements into a zeroed stack buffer first. Weight widening is
 // the same as the AVX-512 path: BF16 by shift, F16 by vcvtph2ps, FP8 E4M3 via F16 bits with 2^8
 // folded into the block scale.
@@ -7,6 +8,7 @@
 
 #include <cstring>
 
+#include "kernels/cpu/matmul_packed.h"
 #include "kernels/cpu/matmul_tiles.h"
 
 namespace latentserve::kernels::cpu::detail {
@@ -37,6 +39,17 @@ struct Avx2Isa {
     s = _mm_add_ss(s, _mm_movehdup_ps(s));
     return _mm_cvtss_f32(s);
   }
+  static void store(float* p, Vec v) { _mm256_store_ps(p, v); }
+  // Pins v to a register: otherwise GCC folds the x load into every fma that uses it, which costs
+  // NR loads per x vector and makes the micro tiles load-bound.
+  static Vec in_register(Vec v) {
+    asm("" : "+x"(v));
+    return v;
+  }
+  static constexpr bool kPrefetch = true;
+  static void prefetch(const void* p) { _mm_prefetch(static_cast<const char*>(p), _MM_HINT_T0); }
+  static constexpr int decode_weight_rows(int m) { return m <= 2 ? 4 : m == 3 ? 3 : m <= 6 ? 2 : 1; }
+  static constexpr int kPrefillMR = 4, kPrefillNR = 2, kPrefillChunks = 32;
 };
 
 template <DType D>
@@ -93,8 +106,12 @@ struct Avx2Loader<DType::F8_E4M3> {
 
 }  // namespace
 
-void matmul_block_avx2(const WeightMatrix& w, const MatmulBlock& b) {
-  matmul_block_dispatch<Avx2Isa, Avx2Loader, 4, 2>(w, b);
+void matmul_decode_avx2(const WeightMatrix& w, const MatmulBlock& b) {
+  decode_dispatch<Avx2Isa, Avx2Loader>(w, b);
+}
+
+void matmul_prefill_avx2(const WeightMatrix& w, const MatmulBlock& b) {
+  prefill_dispatch<Avx2Isa, Avx2Loader>(w, b);
 }
 
 }  // namespace latentserve::kernels::cpu::detail

@@ -1,5 +1,6 @@
-// AVX-512 matmul block: 16 floats per vector, 4×4 micro tiles (16 accumulators of the 32 zmm
-// registers). Ragged ends use masked loads, which never touch memory past the row. Weights widen to
+// AVX-512 matmul: 16 floats per vector. Decode keeps all m ≤ 8 rows of x against 3-4 weight rows
+// in up to 24 of the 32 zmm registers; prefill runs 8 × 3 micro tiles over packed FP32 panels of
+// 256 k. Ragged ends use masked loads, which never touch memory past the row. Weights widen to
 // FP32 on load: BF16 by a 16-bit shift, F16 by vcvtph2ps, FP8 E4M3 by re-packing its bits as F16
 // (exact for every code, subnormals included) and folding the missing 2^8 into the block scale.
 // FP32 accumulation throughout; avx512bf16 dot products would round x to BF16, so they are not used.
@@ -8,6 +9,7 @@
 #pragma GCC diagnostic ignored "-Wmaybe-uninitialized"
 #include <immintrin.h>
 
+#include "kernels/cpu/matmul_packed.h"
 #include "kernels/cpu/matmul_tiles.h"
 
 namespace latentserve::kernels::cpu::detail {
@@ -25,6 +27,17 @@ struct Avx512Isa {
   static Vec mul(Vec a, Vec b) { return _mm512_mul_ps(a, b); }
   static Vec fma(Vec a, Vec b, Vec c) { return _mm512_fmadd_ps(a, b, c); }
   static float sum(Vec v) { return _mm512_reduce_add_ps(v); }
+  static void store(float* p, Vec v) { _mm512_store_ps(p, v); }
+  // Pins v to a register: otherwise GCC folds the x load into every fma that uses it, which costs
+  // NR loads per x vector and makes the micro tiles load-bound.
+  static Vec in_register(Vec v) {
+    asm("" : "+v"(v));
+    return v;
+  }
+  static constexpr bool kPrefetch = true;
+  static void prefetch(const void* p) { _mm_prefetch(static_cast<const char*>(p), _MM_HINT_T0); }
+  static constexpr int decode_weight_rows(int m) { return m <= 6 ? 4 : 3; }
+  static constexpr int kPrefillMR = 8, kPrefillNR = 3, kPrefillChunks = 32;
 };
 
 template <DType D>
@@ -86,8 +99,12 @@ struct Avx512Loader<DType::F8_E4M3> {
 
 }  // namespace
 
-void matmul_block_avx512(const WeightMatrix& w, const MatmulBlock& b) {
-  matmul_block_dispatch<Avx512Isa, Avx512Loader, 4, 4>(w, b);
+void matmul_decode_avx512(const WeightMatrix& w, const MatmulBlock& b) {
+  decode_dispatch<Avx512Isa, Avx512Loader>(w, b);
+}
+
+void matmul_prefill_avx512(const WeightMatrix& w, const MatmulBlock& b) {
+  prefill_dispatch<Avx512Isa, Avx512Loader>(w, b);
 }
 
 }  // namespace latentserve::kernels::cpu::detail

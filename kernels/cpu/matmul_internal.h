@@ -1,5 +1,15 @@
-// Private to the matmul kernels: the block routine every instruction-set variant implements.
-// matmul.cpp splits the work across threads and hands each thread blocks of this shape.
+// Private to the matmul kernels: the two block routines every instruction-set variant implements.
+// matmul.cpp splits the work across threads and hands each thread blocks of these shapes.
+//
+// Batch invariance: y[i, n] must not depend on how many rows of x share the call, because the
+// engine's greedy outputs must be the same whether a request runs alone or batched. Every routine
+// of one instruction set therefore computes y[i, n] the same way: one vector accumulator whose
+// lane l sums x[i, k] * W[n, k] (a fused multiply-add per chunk) over the chunks of the row in
+// increasing k order, then one horizontal sum of fixed shape. Chunks are kWidth-long runs of k;
+// FP8 rows restart them at every scale block (ChunkMap in matmul_packed.h), the ragged last chunk
+// of a run is zero-padded, and FP8 weights are multiplied by their block scale before the fma.
+// Tiling, packing, threading and the decode/prefill switch change only which thread computes an
+// element and when, never this order.
 #pragma once
 
 #include <cstdint>
@@ -8,7 +18,10 @@
 
 namespace latentserve::kernels::cpu::detail {
 
-// One thread's share: y[i, n] = sum_k x[i, k] * W[n, k] for i < m and n in [n0, n1).
+// Up to this many rows of x a call is "decode": each thread streams its slab of W rows once.
+constexpr int64_t kDecodeRows = 8;
+
+// y[i, n] = sum_k x[i, k] * W[n, k] for i < m and n in [n0, n1).
 struct MatmulBlock {
   const float* x;  // [m, w.cols], row stride ldx
   int64_t ldx;
@@ -18,8 +31,17 @@ struct MatmulBlock {
   int64_t ldy;
 };
 
-void matmul_block_scalar(const WeightMatrix& w, const MatmulBlock& b);
-void matmul_block_avx2(const WeightMatrix& w, const MatmulBlock& b);
-void matmul_block_avx512(const WeightMatrix& w, const MatmulBlock& b);
+// Decode: m ≤ kDecodeRows. Every weight element is loaded and widened once and meets all m rows.
+void matmul_decode_scalar(const WeightMatrix& w, const MatmulBlock& b);
+void matmul_decode_avx2(const WeightMatrix& w, const MatmulBlock& b);
+void matmul_decode_avx512(const WeightMatrix& w, const MatmulBlock& b);
+
+// Prefill tile: any m up to kPrefillRows, n1 - n0 up to kPrefillWeightRows. Weight panels are
+// widened to FP32 once into a per-thread buffer and reused by every row of x in the tile.
+constexpr int64_t kPrefillRows = 128;
+constexpr int64_t kPrefillWeightRows = 96;
+void matmul_prefill_scalar(const WeightMatrix& w, const MatmulBlock& b);
+void matmul_prefill_avx2(const WeightMatrix& w, const MatmulBlock& b);
+void matmul_prefill_avx512(const WeightMatrix& w, const MatmulBlock& b);
 
 }  // namespace latentserve::kernels::cpu::detail

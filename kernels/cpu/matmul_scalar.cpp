@@ -1,8 +1,9 @@
-// Portable matmul block: the same register-tiled loop as the SIMD variants with one float per
-// "vector". It is what runs on CPUs without AVX2/FMA/F16C, and the baseline the SIMD paths are
+// Portable matmul: the same decode loop and packed prefill tiles as the SIMD variants with one
+// float per "vector". It is what runs on CPUs without AVX2/FMA/F16C, and the baseline the SIMD paths are
 // tested against besides the reference.
 #include <array>
 
+#include "kernels/cpu/matmul_packed.h"
 #include "kernels/cpu/matmul_tiles.h"
 
 namespace latentserve::kernels::cpu::detail {
@@ -18,6 +19,12 @@ struct ScalarIsa {
   static Vec mul(Vec a, Vec b) { return a * b; }
   static Vec fma(Vec a, Vec b, Vec c) { return a * b + c; }
   static float sum(Vec v) { return v; }
+  static void store(float* p, Vec v) { *p = v; }
+  static Vec in_register(Vec v) { return v; }
+  static constexpr bool kPrefetch = false;
+  static void prefetch(const void*) {}
+  static constexpr int decode_weight_rows(int) { return 2; }
+  static constexpr int kPrefillMR = 4, kPrefillNR = 4, kPrefillChunks = 256;
 };
 
 // FP8 decoding by table: 256 entries, built once from the exact scalar conversion.
@@ -68,8 +75,12 @@ struct ScalarLoader<DType::F8_E4M3> {
 
 }  // namespace
 
-void matmul_block_scalar(const WeightMatrix& w, const MatmulBlock& b) {
-  matmul_block_dispatch<ScalarIsa, ScalarLoader, 4, 4>(w, b);
+void matmul_decode_scalar(const WeightMatrix& w, const MatmulBlock& b) {
+  decode_dispatch<ScalarIsa, ScalarLoader>(w, b);
+}
+
+void matmul_prefill_scalar(const WeightMatrix& w, const MatmulBlock& b) {
+  prefill_dispatch<ScalarIsa, ScalarLoader>(w, b);
 }
 
 }  // namespace latentserve::kernels::cpu::detail

@@ -1,20 +1,23 @@
-// Private to the matmul kernels: the register-tiled dot-product loop shared by the scalar, AVX2 and
-// AVX-512 variants. Each variant supplies an `Isa` (vector type, loads of x, fma, horizontal sum) and
-// one weight loader per dtype; this header supplies the loop nest.
+// Private to the matmul kernels: the decode loop shared by the scalar, AVX2 and AVX-512 variants.
+// Each variant supplies an `Isa` (vector type, loads of x, fma, horizontal sum) and one weight loader
+// per dtype; this header supplies the loop nest. Prefill tiles live in matmul_packed.h.
 //
-// Shape: a micro tile computes MR rows of x against NR rows of W. Both are contiguous along k, so
-// each step loads MR vectors of x and NR vectors of W (converted to FP32) and does MR×NR fmas into
-// MR×NR vector accumulators, reduced horizontally once at the end. Every weight element loaded from
-// memory is used MR times (prefill: compute-bound) and every x element NR times; for decode (m ≤ 8)
-// the whole of x stays in L1/L2 and W streams through once, which is the memory-bound optimum.
+// Shape: a micro tile computes MR rows of x against NR rows of W over the whole of k. Both are
+// contiguous along k, so each step loads MR vectors of x and NR vectors of W (widened to FP32) and
+// does MR×NR fmas into MR×NR vector accumulators, reduced horizontally once at the end. Decode runs
+// one micro tile with all m ≤ 8 rows of x: every weight element is read from memory and widened
+// exactly once, x (m × k floats) stays in L1/L2, and W streams through at memory speed.
 //
 // FP8 weights: the block scale is folded into the converted weight vector (one multiply per weight
 // vector, shared by MR rows of x), so accumulators run across scale blocks without extra registers.
+// The chunk order and the per-lane arithmetic are exactly those of matmul_packed.h (see the batch
+// invariance note in matmul_internal.h).
 //
 // Everything is in an anonymous namespace: this header is compiled once per instruction set, and
 // the copies must not be merged by the linker.
 #pragma once
 
+#include <algorithm>
 #include <cstdint>
 
 #include "kernels/cpu/matmul_internal.h"
@@ -22,9 +25,19 @@
 namespace latentserve::kernels::cpu::detail {
 namespace {
 
+// Where a micro tile's accumulators live between k-blocks, and what to do with them.
+struct TileState {
+  float* acc;  // MR × NR × kWidth floats, [i][j][lane]
+  bool first;  // start from zero instead of acc
+  bool last;   // reduce into y instead of storing to acc
+};
+
+// MR rows of x against weight rows [n, n + NR) over k in [ka, kb). For FP8, ka is a multiple of
+// block_cols; otherwise ka is a multiple of kWidth and only the row's end may be ragged.
+// prefetch: how many elements ahead along each weight row to prefetch (0 for none).
 template <class Isa, class Wt, int MR, int NR>
-inline void micro_tile(const WeightMatrix& w, const float* x, int64_t ldx, int64_t n, float* y,
-                       int64_t ldy) {
+inline void micro_tile(const WeightMatrix& w, const float* x, int64_t ldx, int64_t n, int64_t ka,
+                       int64_t kb, int64_t prefetch, TileState st, float* y, int64_t ldy) {
   using Vec = typename Isa::Vec;
   using E = typename Wt::Elem;
   constexpr int kW = Isa::kWidth;
@@ -35,14 +48,15 @@ inline void micro_tile(const WeightMatrix& w, const float* x, int64_t ldx, int64
   for (int i = 0; i < MR; ++i) xr[i] = x + i * ldx;
 
   Vec acc[MR][NR];
+#pragma GCC unroll 8
   for (int i = 0; i < MR; ++i)
-    for (int j = 0; j < NR; ++j) acc[i][j] = Isa::zero();
+    for (int j = 0; j < NR; ++j) acc[i][j] = st.first ? Isa::zero() : Isa::load_x(st.acc + (i * NR + j) * kW);
 
-  // Non-scaled dtypes run the whole row as one segment; FP8 runs one segment per scale block.
-  const int64_t segment = Wt::kBlockScaled ? w.block_cols : cols;
+  // Non-scaled dtypes run the whole range as one segment; FP8 runs one segment per scale block.
+  const int64_t segment = Wt::kBlockScaled ? w.block_cols : kb - ka;
   const int64_t scale_cols = Wt::kBlockScaled ? (cols + w.block_cols - 1) / w.block_cols : 0;
-  for (int64_t k0 = 0; k0 < cols; k0 += segment) {
-    const int64_t k1 = k0 + segment < cols ? k0 + segment : cols;
+  for (int64_t k0 = ka; k0 < kb; k0 += segment) {
+    const int64_t k1 = k0 + segment < kb ? k0 + segment : kb;
     Vec scale[NR];
     if constexpr (Wt::kBlockScaled) {
       for (int j = 0; j < NR; ++j) {
@@ -54,11 +68,14 @@ inline void micro_tile(const WeightMatrix& w, const float* x, int64_t ldx, int64
     for (; k + kW <= k1; k += kW) {
       Vec wv[NR];
       for (int j = 0; j < NR; ++j) {
+        if constexpr (Isa::kPrefetch) {
+          if (prefetch) Isa::prefetch(wr[j] + k + prefetch);
+        }
         wv[j] = Wt::load(wr[j] + k);
         if constexpr (Wt::kBlockScaled) wv[j] = Isa::mul(wv[j], scale[j]);
       }
       for (int i = 0; i < MR; ++i) {
-        const Vec xv = Isa::load_x(xr[i] + k);
+        const Vec xv = Isa::in_register(Isa::load_x(xr[i] + k));
         for (int j = 0; j < NR; ++j) acc[i][j] = Isa::fma(xv, wv[j], acc[i][j]);
       }
     }
@@ -75,44 +92,72 @@ inline void micro_tile(const WeightMatrix& w, const float* x, int64_t ldx, int64
       }
     }
   }
-  for (int i = 0; i < MR; ++i)
-    for (int j = 0; j < NR; ++j) y[i * ldy + n + j] = Isa::sum(acc[i][j]);
-}
-
-// The last rows of x when m is not a multiple of MR: picks the micro tile with exactly `rows` rows.
-template <class Isa, class Wt, int R, int NR>
-inline void micro_tile_rows(int64_t rows, const WeightMatrix& w, const float* x, int64_t ldx,
-                            int64_t n, float* y, int64_t ldy) {
-  if constexpr (R > 0) {
-    if (rows == R) return micro_tile<Isa, Wt, R, NR>(w, x, ldx, n, y, ldy);
-    micro_tile_rows<Isa, Wt, R - 1, NR>(rows, w, x, ldx, n, y, ldy);
+  if (st.last) {
+#pragma GCC unroll 8
+    for (int i = 0; i < MR; ++i)
+      for (int j = 0; j < NR; ++j) y[i * ldy + n + j] = Isa::sum(acc[i][j]);
+  } else {
+#pragma GCC unroll 8
+    for (int i = 0; i < MR; ++i)
+      for (int j = 0; j < NR; ++j) Isa::store(st.acc + (i * NR + j) * kW, acc[i][j]);
   }
 }
 
-// All rows of x against NR rows of W starting at n. The NR weight rows stay in L1 while x passes.
-template <class Isa, class Wt, int MR, int NR>
-inline void weight_group(const WeightMatrix& w, const MatmulBlock& b, int64_t n) {
-  int64_t i = 0;
-  for (; i + MR <= b.m; i += MR) micro_tile<Isa, Wt, MR, NR>(w, b.x + i * b.ldx, b.ldx, n, b.y + i * b.ldy, b.ldy);
-  if (i < b.m)
-    micro_tile_rows<Isa, Wt, MR - 1, NR>(b.m - i, w, b.x + i * b.ldx, b.ldx, n, b.y + i * b.ldy, b.ldy);
+// Decode: all m rows of x against NR weight rows at a time (Isa::decode_weight_rows(m) picks NR so
+// the m × NR accumulators fit the register file), so W streams from memory exactly once and each
+// weight vector is widened once for m fmas. When m × k floats of x outgrow L1, x would be re-read
+// from L2 for every NR weight rows; instead a group of kDecodeGroup weight rows advances together one
+// k-block at a time (x's block stays in L1, accumulators park in a small buffer), and each row is
+// prefetched a k-block ahead since it is read in bursts rather than one long run.
+constexpr int64_t kDecodeGroup = 12;
+constexpr int64_t kDecodeXBytes = 16 * 1024;
+
+template <class Isa, class Wt>
+int64_t decode_k_block(const WeightMatrix& w, int64_t m) {
+  constexpr int kW = Isa::kWidth;
+  int64_t kb = std::max<int64_t>(kW, kDecodeXBytes / int64_t(sizeof(float)) / m / kW * kW);
+  if constexpr (Wt::kBlockScaled) kb = std::max<int64_t>(1, kb / w.block_cols) * w.block_cols;
+  return kb;
 }
 
-template <class Isa, class Wt, int MR, int NR>
-void matmul_block_typed(const WeightMatrix& w, const MatmulBlock& b) {
-  int64_t n = b.n0;
-  for (; n + NR <= b.n1; n += NR) weight_group<Isa, Wt, MR, NR>(w, b, n);
-  for (; n < b.n1; ++n) weight_group<Isa, Wt, MR, 1>(w, b, n);
+template <class Isa, class Wt, int MR>
+void decode_typed(const WeightMatrix& w, const MatmulBlock& b) {
+  constexpr int NR = Isa::decode_weight_rows(MR);
+  constexpr int kW = Isa::kWidth;
+  alignas(64) float acc[kDecodeGroup * MR * kW];
+  const int64_t kblock = decode_k_block<Isa, Wt>(w, MR);
+  const int64_t prefetch = kblock < w.cols ? kblock : 0;
+  for (int64_t g = b.n0; g < b.n1; g += kDecodeGroup) {
+    const int64_t g1 = std::min(b.n1, g + kDecodeGroup);
+    for (int64_t ka = 0; ka < w.cols; ka += kblock) {
+      const int64_t kb = std::min(w.cols, ka + kblock);
+      const bool first = ka == 0, last = kb == w.cols;
+      int64_t n = g;
+      float* a = acc;
+      for (; n + NR <= g1; n += NR, a += MR * NR * kW)
+        micro_tile<Isa, Wt, MR, NR>(w, b.x, b.ldx, n, ka, kb, prefetch, {a, first, last}, b.y, b.ldy);
+      for (; n < g1; ++n, a += MR * kW)
+        micro_tile<Isa, Wt, MR, 1>(w, b.x, b.ldx, n, ka, kb, prefetch, {a, first, last}, b.y, b.ldy);
+    }
+  }
 }
 
-// Chooses the loader for w.dtype. `Loaders` maps each dtype to its loader type.
-template <class Isa, template <DType> class Loader, int MR, int NR>
-void matmul_block_dispatch(const WeightMatrix& w, const MatmulBlock& b) {
+template <class Isa, class Wt, int MR>
+void decode_rows(const WeightMatrix& w, const MatmulBlock& b) {
+  if constexpr (MR > 0) {
+    if (b.m == MR) return decode_typed<Isa, Wt, MR>(w, b);
+    decode_rows<Isa, Wt, MR - 1>(w, b);
+  }
+}
+
+// Chooses the loader for w.dtype; `Loader` maps each dtype to its loader type.
+template <class Isa, template <DType> class Loader>
+void decode_dispatch(const WeightMatrix& w, const MatmulBlock& b) {
   switch (w.dtype) {
-    case DType::F32: return matmul_block_typed<Isa, Loader<DType::F32>, MR, NR>(w, b);
-    case DType::BF16: return matmul_block_typed<Isa, Loader<DType::BF16>, MR, NR>(w, b);
-    case DType::F16: return matmul_block_typed<Isa, Loader<DType::F16>, MR, NR>(w, b);
-    case DType::F8_E4M3: return matmul_block_typed<Isa, Loader<DType::F8_E4M3>, MR, NR>(w, b);
+    case DType::F32: return decode_rows<Isa, Loader<DType::F32>, kDecodeRows>(w, b);
+    case DType::BF16: return decode_rows<Isa, Loader<DType::BF16>, kDecodeRows>(w, b);
+    case DType::F16: return decode_rows<Isa, Loader<DType::F16>, kDecodeRows>(w, b);
+    case DType::F8_E4M3: return decode_rows<Isa, Loader<DType::F8_E4M3>, kDecodeRows>(w, b);
     default: return;  // matmul() rejects other dtypes before any block runs
   }
 }

@@ -4,6 +4,7 @@
 
 #include <cmath>
 #include <cstdlib>
+#include <cstring>
 #include <random>
 #include <string>
 #include <vector>
@@ -204,4 +205,55 @@ TEST_CASE("dequantize and embedding_lookup agree with weight_at", "[matmul]") {
   for (size_t i = 0; i < ids.size(); ++i)
     for (int64_t c = 0; c < cols; ++c) mismatches += out[i * size_t(cols) + size_t(c)] != weight_at(w, ids[i], c);
   CHECK(mismatches == 0);
+}
+
+TEST_CASE("matmul tiles: every decode row count, prefill edges, ragged k and FP8 block edges", "[matmul]") {
+  // m = 1..9 covers every decode micro tile and the first prefill size; 15, 16, 17, 33 and 128 leave
+  // every remainder of the 8-row prefill tiles; 101 weight rows leave partial 3-row groups and a
+  // partial weight tile; k = 16·k ± small and 600 (> one 512-wide k-block) leave ragged chunks.
+  const DType dtype = GENERATE(DType::BF16, DType::F16, DType::F8_E4M3);
+  for (int64_t cols : {31, 257, 600}) {
+    OwnedWeights weights(dtype, 101, cols, 128, 128);
+    for (int64_t m : {1, 2, 3, 4, 5, 6, 7, 8, 9, 15, 16, 17, 33, 128}) check_matmul(weights.w, m);
+  }
+}
+
+TEST_CASE("FP8 block edges inside a vector and across k-blocks", "[matmul]") {
+  // Block widths that are not multiples of the vector width restart chunks mid-vector; 144 and
+  // 528 put block edges beside the 512-wide k-blocks of the prefill tiles.
+  for (auto [block_rows, block_cols] : {std::pair<int64_t, int64_t>{7, 24}, {64, 144}, {128, 528}, {5, 9}}) {
+    OwnedWeights weights(DType::F8_E4M3, 97, 1100, block_rows, block_cols);
+    for (int64_t m : {1, 8, 9, 40}) check_matmul(weights.w, m);
+  }
+}
+
+TEST_CASE("matmul is batch invariant: a row's result is the same bits alone or batched", "[matmul]") {
+  // The engine relies on this to give the same greedy tokens whether a request runs alone or with
+  // others; it must hold for every dtype and path, across the decode/prefill switch-over.
+  const DType dtype = GENERATE(DType::F32, DType::BF16, DType::F16, DType::F8_E4M3);
+  const int64_t rows = 70, cols = 1031;
+  OwnedWeights weights(dtype, rows, cols, 16, 48);
+  const int64_t ldx = cols + 3;
+  for (CpuIsa isa : supported_isas()) {
+    IsaOverride force(isa);
+    for (int64_t m : {2, 5, 8, 9, 16, 17, 40, 130}) {
+      INFO("isa " << isa_name(isa) << " dtype " << dtype_name(dtype) << " m " << m);
+      std::vector<float> x(size_t(m * ldx));
+      for (float& v : x) v = uniform(-2.0f, 2.0f);
+      std::vector<float> batched(size_t(m * rows));
+      matmul(x.data(), ldx, m, weights.w, batched.data(), rows);
+      int differing = 0;
+      std::vector<float> alone(static_cast<size_t>(rows));
+      for (int64_t i = 0; i < m; ++i) {
+        matmul(x.data() + i * ldx, ldx, 1, weights.w, alone.data(), rows);
+        differing += std::memcmp(alone.data(), batched.data() + i * rows, sizeof(float) * size_t(rows)) != 0;
+      }
+      // A sub-batch taken from the middle must agree too (different tiles, same rows).
+      const int64_t from = m / 3, count = m - m / 3;
+      std::vector<float> part(size_t(count * rows));
+      matmul(x.data() + from * ldx, ldx, count, weights.w, part.data(), rows);
+      differing += std::memcmp(part.data(), batched.data() + from * rows, part.size() * sizeof(float)) != 0;
+      CHECK(differing == 0);
+    }
+  }
 }
