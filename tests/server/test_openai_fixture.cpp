@@ -59,12 +59,15 @@ struct Shared {
   }
 };
 
+Shared& shared() {
+  static Shared s;
+  return s;
+}
+
 }  // namespace
 
-server::ServingContext& openai_context() {
-  static Shared shared;
-  return shared.ctx;
-}
+server::ServingContext& openai_context() { return shared().ctx; }
+const std::string& openai_model_dir() { return shared().dir; }
 
 void RecordingWriter::send(int s, std::string b, std::string) {
   std::lock_guard<std::mutex> lock(mutex_);

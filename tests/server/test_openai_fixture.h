@@ -19,6 +19,8 @@ namespace latentserve::testing {
 
 // The shared context: model name "tiny-test", max_n 4, a 256-block cache of 16-token blocks.
 server::ServingContext& openai_context();
+// The folder holding that model (config.json, weights, tokenizer).
+const std::string& openai_model_dir();
 
 class RecordingWriter : public server::http::ResponseWriter {
  public:
