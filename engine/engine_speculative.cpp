@@ -68,7 +68,6 @@ void Engine::verify_and_append(const SchedulePlan& plan, const StepLogits& logit
   const int64_t vocab = model_.config().vocab_size;
   const auto n = int64_t(plan.items.size());
   std::vector<std::optional<Verification>> verdicts(plan.items.size());
-#pragma omp parallel for schedule(dynamic, 1) if (n > 1)
   for (int64_t i = 0; i < n; ++i) {
     const ScheduledSequence& item = plan.items[size_t(i)];
     const int32_t row = logits.row_of_item[size_t(i)];

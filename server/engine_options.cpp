@@ -10,6 +10,8 @@ std::vector<OptionSpec> engine_option_specs() {
       {"max-num-seqs", true, "sequences per step (default 256)"},
       {"max-num-batched-tokens", true, "new tokens per step (default 2048)"},
       {"no-prefix-cache", false, "do not reuse cached prompt prefixes"},
+      {"speculative", true, "speculative decoding method: mtp (drafts from the checkpoint's MTP layer)"},
+      {"num-speculative-tokens", true, "drafts per sequence and step with --speculative (default 1)"},
   };
 }
 
@@ -32,6 +34,17 @@ Result<engine::EngineConfig> engine_config_from(const ParsedOptions& options) {
     config.kv_cache_memory = bytes;
   }
   config.enable_prefix_cache = !options.has("no-prefix-cache");
+  if (options.has("speculative")) {
+    const std::string method = options.get_or("speculative", "");
+    if (method != "mtp") {
+      return make_error("--speculative: unknown method '" + method + "' (supported: mtp)");
+    }
+    LS_ASSIGN_OR_RETURN(int64_t k, positive("num-speculative-tokens", 1));
+    if (k > 16) return make_error("--num-speculative-tokens must be at most 16, got " + std::to_string(k));
+    config.speculative.num_speculative_tokens = int32_t(k);
+  } else if (options.has("num-speculative-tokens")) {
+    return make_error("--num-speculative-tokens needs --speculative mtp");
+  }
   return config;
 }
 

@@ -1,5 +1,5 @@
-// The engine's command-line options (cache size, batching limits, prefix cache), shared by every
-// command that runs the engine.
+// The engine's command-line options (cache size, batching limits, prefix cache, speculative
+// decoding), shared by every command that runs the engine.
 #pragma once
 
 #include <vector>

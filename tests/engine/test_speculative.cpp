@@ -91,14 +91,14 @@ TEST_CASE("speculative: drafts forced to always agree give 1 + K tokens per step
 TEST_CASE("speculative: many rejections, preemptions, chunking and a shared prefix free every block",
           "[speculative]") {
   auto prefix = random_prompts(1, 37, 37, 63)[0];  // 2 full blocks of 16 and a bit
-  auto prompts = random_prompts(24, 2, 30, 64);
+  auto prompts = random_prompts(16, 2, 30, 64);
   for (size_t i = 0; i < prompts.size(); i += 2) prompts[i].insert(prompts[i].begin(), prefix.begin(), prefix.end());
   const int max_tokens = 14;
   const auto reference = run_greedy(quiet_config(), prompts, max_tokens);
-  for (int32_t k : {1, 3}) {
+  for (int32_t k : {1, 3}) {  // chained and not
     INFO("K = " << k);
     engine::EngineConfig small = speculative_config(k, 0.3, reference_oracle(prompts, reference));
-    small.num_kv_blocks = 12;  // 192 slots for 24 sequences of up to 81 tokens
+    small.num_kv_blocks = 12;  // 192 slots for 16 sequences of up to 81 tokens
     small.scheduler.max_num_batched_tokens = 24;
     engine::EngineStats stats;
     CHECK(run_greedy(small, prompts, max_tokens, &stats) == reference);
