@@ -95,7 +95,7 @@ def test_stop_string_count(server):
 
 
 def test_logit_bias_keys(server, vocab_size):
-    for bias in ({"abc": 1}, {str(vocab_size): 1}, {"-1": 1}, {"10": "x"}, {"10": 101}):
+    for bias in ({"abc": 1}, {str(vocab_size): 1}, {"-1": 1}, {"10": "x"}):
         expect_error(server, CHAT, chat_body(server, logit_bias=bias), 400)
     status, body = server.post_json(CHAT, chat_body(server, logit_bias={str(vocab_size - 1): 5}))
     assert status == 200, body
@@ -180,7 +180,7 @@ def test_request_too_large(start_server):
 def test_queue_limit(start_server):
     s = start_server("--max-queued-requests", "2", "--max-num-seqs", "1", grpc=False)
     statuses, lock = [], threading.Lock()
-    long_body = completion_body(s, prompt="x", max_tokens=600, ignore_eos=True)
+    long_body = completion_body(s, prompt="x", max_tokens=200, ignore_eos=True)
 
     def send():
         status, _, raw = s.request("POST", COMPLETIONS, long_body, timeout=300)
