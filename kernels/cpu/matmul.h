@@ -25,6 +25,7 @@ struct WeightMatrix {
 // y[i, n] = sum_k x[i, k] * W[n, k] for i < m.
 // x: [m, w.cols] with row stride ldx (≥ w.cols); y: [m, w.rows] with row stride ldy (≥ w.rows).
 // x and y must not overlap. Parallel over rows of W for small m (decode) and over x rows for large m.
+// Batch invariant: for a given instruction set, row i of y has the same bits whatever m is.
 void matmul(const float* x, int64_t ldx, int64_t m, const WeightMatrix& w, float* y, int64_t ldy);
 inline void matmul(const float* x, int64_t m, const WeightMatrix& w, float* y) {
   matmul(x, w.cols, m, w, y, w.rows);

@@ -124,6 +124,8 @@ void pack_weights(const WeightMatrix& w, const ChunkMap& map, int64_t c0, int64_
     float* out = panel + (n - n0) * ld * kW;
     ChunkCursor cur(map, c0, kW);
     for (int64_t c = 0; c < chunks; ++c, cur.next(map, kW)) {
+      // The row is read in k-block bursts far apart in memory: fetch the next burst ahead.
+      if constexpr (Isa::kPrefetch) Isa::prefetch(row + cur.start + ld * kW);
       auto v = cur.len == kW ? Wt::load(row + cur.start) : Wt::load_part(row + cur.start, int(cur.len));
       if constexpr (Wt::kBlockScaled) {
         const float s = w.scale_inv[(n / w.block_rows) * scale_cols + cur.segment];
