@@ -5,6 +5,7 @@
 
 #include "server/generate_command.h"
 #include "server/make_model_command.h"
+#include "server/serve_command.h"
 #include "server/tokenize_command.h"
 
 namespace {
@@ -16,6 +17,7 @@ struct Command {
 };
 
 const Command kCommands[] = {
+    {"serve", latentserve::server::serve_command, "serve a model over HTTP (OpenAI API) and gRPC"},
     {"generate", latentserve::server::generate_command, "offline generation from a JSONL file"},
     {"make-model", latentserve::server::make_model_command, "write a random-weight checkpoint from a preset"},
     {"tokenize", latentserve::server::tokenize_command, "text or chat messages to token ids"},

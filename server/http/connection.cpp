@@ -30,9 +30,12 @@ bool is_parse_error(const beast::error_code& ec) {
 }  // namespace
 
 Connection::Connection(std::shared_ptr<ServerShared> shared, Socket socket, uint64_t id)
-    : shared_(std::move(shared)), socket_(std::move(socket)), deadline_(socket_.get_executor()), id_(id) {}
+    : shared_(std::move(shared)), socket_(std::move(socket)), deadline_(socket_.get_executor()), id_(id) {
+  ++shared_->open_sockets;
+}
 
 Connection::~Connection() {
+  if (phase_ != Phase::kClosed) --shared_->open_sockets;  // e.g. a handler dropped its writer unanswered
   std::lock_guard<std::mutex> lock(shared_->connections_mutex);
   shared_->connections.erase(id_);
 }
@@ -269,6 +272,7 @@ void Connection::disarm() { deadline_.cancel(); }
 void Connection::close_socket() {
   if (phase_ == Phase::kClosed) return;
   phase_ = Phase::kClosed;
+  --shared_->open_sockets;
   deadline_.cancel();
   beast::error_code ignored;
   socket_.shutdown(asio::ip::tcp::socket::shutdown_both, ignored);

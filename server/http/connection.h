@@ -47,6 +47,7 @@ struct ServerShared {
   std::mutex connections_mutex;
   std::unordered_map<uint64_t, std::weak_ptr<Connection>> connections;
   uint64_t next_connection_id = 1;
+  std::atomic<int64_t> open_sockets{0};  // accepted and not yet closed
 
   // Answers one request: API key, route, method, then the handler.
   void dispatch(const HttpRequest& request, const std::shared_ptr<Exchange>& exchange) const;

@@ -1,5 +1,6 @@
 #include "server/http/http_server.h"
 
+#include <algorithm>
 #include <future>
 #include <optional>
 #include <thread>
@@ -56,6 +57,10 @@ bool has_key(const HttpRequest& request, const std::string& key) {
 }  // namespace
 
 void ServerShared::dispatch(const HttpRequest& request, const std::shared_ptr<Exchange>& exchange) const {
+  if (draining.load()) {
+    return exchange->send(503, error_body("the server is shutting down", "service_unavailable", "", 503),
+                          "application/json");
+  }
   if (!options.api_key.empty() && open_paths.count(request.path) == 0 && !has_key(request, options.api_key)) {
     return exchange->send(401, error_body("Incorrect API key provided: give it as \"Authorization: Bearer <key>\"",
                                           "invalid_request_error", "", 401),
@@ -201,9 +206,23 @@ void HttpServer::stop_accepting() {
   auto& impl = *impl_;
   impl.shared->draining = true;
   impl.close_acceptor();
-  for (auto& connection : impl.live_connections()) {
-    connection->post([connection] { connection->close_if_idle(); });
+  auto live = impl.live_connections();
+  if (live.empty() || impl.threads.empty()) return;
+  // A pass over every connection's strand: once it is done, no handler is running and none
+  // will start (dispatch refuses from now on), so the caller may tear down what handlers use.
+  auto remaining = std::make_shared<std::atomic<size_t>>(live.size());
+  auto done = std::make_shared<std::promise<void>>();
+  for (auto& connection : live) {
+    connection->post([connection, remaining, done] {
+      connection->close_if_idle();
+      if (--*remaining == 0) done->set_value();
+    });
   }
+  done->get_future().wait();
+}
+
+size_t HttpServer::open_connections() const {
+  return static_cast<size_t>(std::max<int64_t>(0, impl_->shared->open_sockets.load()));
 }
 
 void HttpServer::stop() {

@@ -73,8 +73,11 @@ class HttpServer {
   Status start();      // binds and listens; returns once accepting
   uint16_t port() const;  // the bound port
   // Stops accepting new connections; open ones finish their current response and then close,
-  // idle keep-alive connections close now.
+  // idle keep-alive connections close now, requests read from now on get 503. On return no
+  // handler is running or will run. Not from a handler (it waits for the I/O threads).
   void stop_accepting();
+  // Connections still open (after stop_accepting(): those still finishing a response).
+  size_t open_connections() const;
   // Closes everything and joins the I/O threads.
   void stop();
 
