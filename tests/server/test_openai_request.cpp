@@ -205,7 +205,7 @@ TEST_CASE("openai request: errors carry their status and param", "[openai]") {
 
 TEST_CASE("openai request: malformed bodies, invalid UTF-8 and a full queue", "[openai]") {
   auto& ctx = testing::openai_context();
-  for (const std::string body : {std::string("{"), std::string("[1]"), std::string("{\"messages\": \"\xff\xfe\"}"),
+  for (const std::string& body : {std::string("{"), std::string("[1]"), std::string("{\"messages\": \"\xff\xfe\"}"),
                                  std::string("{\"prompt\": \"a\xc3\"}")}) {
     auto r = parse_request(Endpoint::kCompletion, body, ctx);
     REQUIRE_FALSE(r.ok());
