@@ -2,6 +2,7 @@
 
 #include <pthread.h>
 #include <signal.h>
+#include <sys/resource.h>
 
 #include <atomic>
 #include <chrono>
@@ -165,6 +166,15 @@ void wait_for_connections(const http::HttpServer& http, std::chrono::millisecond
   while (http.open_connections() > 0 && Clock::now() < deadline) std::this_thread::sleep_for(std::chrono::milliseconds(10));
 }
 
+// Every client holds a descriptor; the usual soft limit of 1024 would cap concurrent streams.
+void raise_open_file_limit() {
+  rlimit limit{};
+  if (getrlimit(RLIMIT_NOFILE, &limit) == 0 && limit.rlim_cur < limit.rlim_max) {
+    limit.rlim_cur = limit.rlim_max;
+    setrlimit(RLIMIT_NOFILE, &limit);
+  }
+}
+
 int fail(const std::string& message, int code = 1) {
   std::cerr << "latentserve serve: " << message << "\n";
   return code;
@@ -186,6 +196,7 @@ int serve_command(const std::vector<std::string>& args) {
   if (!settings.ok()) return fail(settings.error().message, 2);
   if (settings->grpc_port && !grpc_available()) return fail("--grpc-port: this build has no gRPC", 2);
 
+  raise_open_file_limit();
   auto loaded = load_model(*settings);
   if (!loaded.ok()) return fail(loaded.error().message);
   Metrics metrics;

@@ -183,11 +183,41 @@ TEST_CASE("serve: ready line, health, metrics, streams, SIGTERM lets a running s
   CHECK_THROWS(RawClient(port));
 }
 
-TEST_CASE("serve: past the shutdown timeout a running stream ends as aborted", "[http][serve]") {
+// The value of an unlabelled metric on a /metrics page (-1 when absent).
+double metric(const std::string& page, const std::string& name) {
+  std::smatch m;
+  if (!std::regex_search(page, m, std::regex("\n" + name + " ([0-9.e+-]+)"))) return -1;
+  return std::stod(m[1].str());
+}
+
+TEST_CASE("serve: a client that drops mid-stream is aborted; past the shutdown timeout streams end as aborted",
+          "[http][serve]") {
   ServeProcess serve({"--shutdown-timeout", "0.3"}, "abort");
   const uint16_t port = serve.wait_ready();
   INFO(serve.stderr_text());
   REQUIRE(port != 0);
+
+  {
+    RawClient leaving(port);
+    REQUIRE(leaving.send(completion_request(4000)));
+    REQUIRE(leaving.read_until("data: {"));
+  }  // gone mid-stream
+  RawClient watcher(port);
+  std::string page;
+  const auto deadline = std::chrono::steady_clock::now() + 5s;
+  bool released = false;
+  while (!released && std::chrono::steady_clock::now() < deadline) {
+    REQUIRE(watcher.send(get_request("/metrics")));
+    auto m = watcher.read_response();
+    REQUIRE(m);
+    page = m->body;
+    released = metric(page, "latentserve:num_requests_running") == 0 &&
+               metric(page, "latentserve:kv_cache_free_blocks") == metric(page, "latentserve:kv_cache_blocks");
+    if (!released) std::this_thread::sleep_for(20ms);
+  }
+  INFO(page);
+  CHECK(released);
+  CHECK(metric(page, "latentserve:kv_cache_blocks") == 128);
   RawClient streaming(port);
   // Longer than the tiny model can produce in the timeout.
   REQUIRE(streaming.send(completion_request(4000)));

@@ -4,6 +4,7 @@
 #include <atomic>
 #include <chrono>
 #include <condition_variable>
+#include <future>
 #include <memory>
 #include <mutex>
 #include <string>
@@ -146,6 +147,26 @@ TEST_CASE("http stream: a client that leaves mid-stream is noticed at once", "[h
   std::this_thread::sleep_for(50ms);
   lock.lock();
   CHECK(seen->disconnects == 1);
+}
+
+TEST_CASE("http stream: a client that leaves before a whole response is noticed too", "[http][stream]") {
+  auto fired = std::make_shared<std::promise<void>>();
+  auto held = std::make_shared<std::shared_ptr<ResponseWriter>>();
+  HttpServer server(loopback_options());
+  server.route("POST", "/slow", [fired, held](const HttpRequest&, std::shared_ptr<ResponseWriter> w) {
+    w->on_disconnect([fired] { fired->set_value(); });
+    *held = w;  // answered later, as a non-streamed completion would be
+  });
+  REQUIRE(server.start().ok());
+  {
+    RawClient client(server.port());
+    REQUIRE(client.send(testing::post_request("/slow", "{}")));
+    std::this_thread::sleep_for(50ms);
+  }
+  CHECK(fired->get_future().wait_for(2s) == std::future_status::ready);
+  REQUIRE(*held);
+  CHECK((*held)->disconnected());
+  (*held)->send(200, "{}");  // too late: dropped quietly
 }
 
 TEST_CASE("http stream: a finished response never reports a disconnect", "[http][stream]") {
