@@ -1,5 +1,6 @@
 #include "server/openai/handlers.h"
 
+#include <atomic>
 #include <chrono>
 #include <mutex>
 
@@ -33,6 +34,7 @@ class Exchange {
   }
 
   void start(engine::RequestHandle handle) { handle_ = std::move(handle); }
+  bool ended() const { return ended_.load(); }
   engine::OutputChannel& outputs() { return handle_.outputs(); }
 
   void drain() {
@@ -77,6 +79,7 @@ class Exchange {
 
   void finish(const engine::Usage& usage) {
     finished_ = true;
+    ended_ = true;
     if (ctx_.metrics) {
       ctx_.metrics->request_finished(usage.prompt_tokens, usage.completion_tokens, seconds_between(start_, Clock::now()));
     }
@@ -97,6 +100,7 @@ class Exchange {
   engine::RequestHandle handle_;
   std::mutex mutex_;
   bool finished_ = false;
+  std::atomic<bool> ended_{false};  // finished_, readable without the lock
 };
 
 json parse_body(const std::string& body, ApiError& error) {
@@ -132,9 +136,15 @@ void handle_generate(Endpoint endpoint, ServingContext& ctx, const http::HttpReq
   engine::Engine* engine = ctx.engine;
   exchange->start(std::move(handle).value());
   if (stream) writer->start_stream();
-  // Aborting needs no lock on the exchange: Engine::abort only posts to the engine's inbox.
-  writer->on_disconnect([engine, id] { engine->abort(id); });
-  if (writer->disconnected()) engine->abort(id);
+  // Aborting takes no lock on the exchange (Engine::abort only posts to the engine's inbox), so
+  // a writer may report the disconnect from any thread. An ended exchange no longer touches the
+  // engine, which may be gone by then (shutdown).
+  std::weak_ptr<Exchange> weak = exchange;
+  auto abort = [weak, engine, id] {
+    if (auto ex = weak.lock(); ex && !ex->ended()) engine->abort(id);
+  };
+  writer->on_disconnect(abort);
+  if (writer->disconnected()) abort();
   exchange->outputs().set_notifier([exchange] { exchange->drain(); });
 }
 
