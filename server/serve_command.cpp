@@ -199,6 +199,11 @@ int serve_command(const std::vector<std::string>& args) {
   raise_open_file_limit();
   auto loaded = load_model(*settings);
   if (!loaded.ok()) return fail(loaded.error().message);
+  const timespec no_wait{0, 0};
+  if (sigtimedwait(&signals, nullptr, &no_wait) > 0) {  // interrupted while loading: never start serving
+    std::cerr << "latentserve: stopped before serving\n";
+    return 0;
+  }
   Metrics metrics;
   ServingContext ctx;
   ctx.engine = loaded->engine.get();
