@@ -155,7 +155,9 @@ Result<RequestHandle> Engine::submit(Request request) {
     if (stopping_) return make_error("the engine is shutting down");
     state->id = next_request_id_++;
     ++unfinished_requests_;
+    ++queued_requests_;
     stats_.num_requests_unfinished = unfinished_requests_;
+    stats_.num_queued_requests = queued_requests_;
     inbox_.push_back(state);
   }
   wake_.notify_all();
@@ -252,12 +254,22 @@ bool Engine::step() {
     publish_stats();
     return false;
   }
+  int64_t newly_started = 0;
   for (const auto& item : plan.items) {
     Sequence& seq = *item.seq;
     if (!seq.counted_cached_tokens && seq.index == 0) {
       seq.request->usage.cached_tokens = seq.blocks.num_cached_tokens;
       seq.counted_cached_tokens = true;
     }
+    if (!seq.request->started) {
+      seq.request->started = true;
+      ++newly_started;
+    }
+  }
+  if (newly_started > 0) {
+    std::lock_guard<std::mutex> lock(mutex_);
+    queued_requests_ -= newly_started;
+    stats_.num_queued_requests = queued_requests_;
   }
 
   const auto forward_start = Clock::now();
@@ -399,6 +411,11 @@ void Engine::finish_sequence(Sequence& seq, FinishReason reason, Output& out) {
     out.request_finished = true;
     out.usage = request.usage;
     requests_.erase(request.id);
+    if (!request.started) {  // aborted while still queued
+      request.started = true;
+      std::lock_guard<std::mutex> lock(mutex_);
+      stats_.num_queued_requests = --queued_requests_;
+    }
     ++requests_finished_in_step_;  // counted as finished once the step's stats are published
   }
 }

@@ -42,6 +42,9 @@ struct EngineStats {
   int64_t num_running = 0;
   int64_t num_waiting = 0;
   int64_t num_requests_unfinished = 0;
+  // Requests submitted whose first step has not run yet (live, not lagging a step): what a
+  // front end compares with its queue limit.
+  int64_t num_queued_requests = 0;
   int64_t num_blocks = 0;
   int64_t num_free_blocks = 0;
   int64_t block_size = 0;
@@ -143,6 +146,7 @@ class Engine {
   std::vector<uint64_t> aborts_;
   uint64_t next_request_id_ = 1;
   int64_t unfinished_requests_ = 0;
+  int64_t queued_requests_ = 0;  // submitted, not yet scheduled once
   bool stopping_ = false;
   EngineStats stats_;
 

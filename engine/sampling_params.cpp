@@ -48,8 +48,9 @@ Status validate_penalties(const SamplingParams& p, int64_t vocab_size) {
   }
   for (const auto& [id, bias] : p.logit_bias) {
     LS_RETURN_IF_ERROR(check_token("logit_bias key", id, vocab_size));
-    if (std::isnan(bias)) {
-      return make_error("logit_bias[" + std::to_string(id) + "] must be a number in [-100, 100], got NaN");
+    if (!(bias >= -100.0f && bias <= 100.0f)) {  // OpenAI's documented range; NaN fails too
+      return make_error("logit_bias[" + std::to_string(id) + "] must be a number in [-100, 100], got " +
+                        show(bias));
     }
   }
   return ok_status();

@@ -39,8 +39,8 @@ struct SamplingParams {
   float frequency_penalty = 0.0f;
   float repetition_penalty = 1.0f;
 
-  // Added to the logit of each listed token before the penalties; values are clamped to
-  // [-100, 100] when applied, as vLLM does with OpenAI's logit_bias.
+  // Added to the logit of each listed token before the penalties; validate() accepts OpenAI's
+  // documented range [-100, 100].
   std::map<int32_t, float> logit_bias;
 
   // Same seed, same request: same tokens, whatever else is batched with it. Unset: a random

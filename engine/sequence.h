@@ -26,6 +26,7 @@ struct RequestState {
   Request request;
   std::shared_ptr<OutputChannel> channel;
   int32_t num_unfinished = 0;  // completions still running or waiting
+  bool started = false;        // some completion has been scheduled (the request left the queue)
   Usage usage;
 };
 

@@ -40,7 +40,7 @@ Status LatentserveService::check_admission(const v1::GenerateRequest& request) c
                       context_.model_name + "'");
   }
   if (context_.max_queued_requests > 0 &&
-      context_.engine->stats().num_waiting >= context_.max_queued_requests) {
+      context_.engine->stats().num_queued_requests >= context_.max_queued_requests) {
     return Status(StatusCode::RESOURCE_EXHAUSTED,
                   "the server is busy: " + std::to_string(context_.max_queued_requests) +
                       " requests are already waiting; retry later");

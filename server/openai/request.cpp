@@ -238,7 +238,7 @@ ApiResult<bool> check_admission(const ParsedRequest& parsed, const ServingContex
   if (!ctx.engine) return ApiError{503, "the engine is not running", "", ""};
   const Status valid = ctx.engine->validate(parsed.request);
   if (!valid.ok()) return engine_validation_error(valid.error().message, parsed.prompt_param);
-  if (ctx.engine->stats().num_waiting >= ctx.max_queued_requests) {
+  if (ctx.engine->stats().num_queued_requests >= ctx.max_queued_requests) {
     return ApiError{429, "the server is busy: " + std::to_string(ctx.max_queued_requests) +
                              " requests are already waiting; retry later", "", ""};
   }

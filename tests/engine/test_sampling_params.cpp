@@ -34,7 +34,7 @@ TEST_CASE("default and edge-of-range sampling params are valid", "[engine][sampl
           p.presence_penalty = -2.0f;
           p.frequency_penalty = 2.0f;
           p.repetition_penalty = 2.0f;
-          p.logit_bias = {{0, -250.0f}, {kVocab - 1, 100.0f}};  // clamped when applied
+          p.logit_bias = {{0, -100.0f}, {kVocab - 1, 100.0f}};  // OpenAI's range, ends included
           p.n = 16;
           p.logprobs = 20;
           p.max_tokens = 5;
@@ -67,7 +67,8 @@ TEST_CASE("invalid sampling params name the field and its range", "[engine][samp
       {[](SamplingParams& p) { p.logit_bias[kVocab] = 1.0f; },
        "logit_bias key = 1000 is outside the vocabulary [0, 1000)"},
       {[](SamplingParams& p) { p.logit_bias[-1] = 1.0f; }, "logit_bias key = -1 is outside the vocabulary [0, 1000)"},
-      {[&](SamplingParams& p) { p.logit_bias[3] = nan; }, "logit_bias[3] must be a number in [-100, 100], got NaN"},
+      {[&](SamplingParams& p) { p.logit_bias[3] = nan; }, "logit_bias[3] must be a number in [-100, 100], got nan"},
+      {[&](SamplingParams& p) { p.logit_bias[3] = 100.5f; }, "logit_bias[3] must be a number in [-100, 100], got 100.5"},
       {[](SamplingParams& p) { p.max_tokens = 0; }, "max_tokens must be at least 1, got 0"},
       {[](SamplingParams& p) { p.min_tokens = 17; }, "min_tokens must be in [0, max_tokens = 16], got 17"},
       {[](SamplingParams& p) { p.min_tokens = -1; }, "min_tokens must be in [0, max_tokens = 16], got -1"},
