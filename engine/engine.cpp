@@ -84,7 +84,11 @@ Result<std::unique_ptr<Engine>> Engine::create(const models::deepseek_v3::Model&
   }
   std::unique_ptr<Engine> engine(
       new Engine(model, std::move(config), std::move(blocks), std::move(cache)));
-  engine->thread_ = std::thread([e = engine.get()] { e->loop(); });
+  engine->loop_alive_ = true;
+  engine->thread_ = std::thread([e = engine.get()] {
+    e->loop();
+    e->loop_alive_ = false;
+  });
   return engine;
 }
 

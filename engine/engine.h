@@ -95,6 +95,8 @@ class Engine {
   // Aborts a request (no-op when unknown or finished); its blocks are freed by the next step.
   void abort(uint64_t request_id);
   EngineStats stats() const;
+  // True while the scheduling loop runs (false once it has stopped, for whatever reason).
+  bool alive() const { return loop_alive_.load(); }
   // Blocks until no request is waiting or running and the last step's stats are published.
   void wait_idle() const;
 
@@ -150,6 +152,7 @@ class Engine {
   bool stopping_ = false;
   EngineStats stats_;
 
+  std::atomic<bool> loop_alive_{false};
   std::thread thread_;
 };
 

@@ -192,6 +192,27 @@ void Metrics::render_engine(const engine::EngineStats& engine, std::string& out)
   single("engine_overhead_seconds_total", "counter",
          "Seconds spent in engine steps outside the forward pass (scheduling, sampling, outputs).",
          engine.overhead_seconds, out);
+  render_speculative(engine, out);
+}
+
+void Metrics::render_speculative(const engine::EngineStats& engine, std::string& out) {
+  if (engine.spec_num_speculative_tokens == 0) return;  // speculation off
+  single("spec_decode_num_speculative_tokens", "gauge", "Draft tokens proposed per sequence and step (K).",
+         engine.spec_num_speculative_tokens, out);
+  single("spec_decode_num_draft_tokens_total", "counter", "Draft tokens verified by the main model.",
+         engine.spec_drafted_tokens, out);
+  single("spec_decode_num_accepted_tokens_total", "counter", "Draft tokens accepted.",
+         engine.spec_accepted_tokens, out);
+  single("spec_decode_mean_tokens_per_step", "gauge",
+         "Tokens a sequence gains per verification step (1 + accepted drafts), since start.",
+         engine.spec_mean_tokens_per_step(), out);
+  const std::string name = std::string(kPrefix) + "spec_decode_acceptance_rate";
+  header(name, "Acceptance rate of the draft at each position (0 = first draft), since start.", "gauge",
+         out);
+  for (size_t i = 0; i < engine.spec_drafted_per_position.size(); ++i) {
+    out += name + "{position=\"" + std::to_string(i) + "\"} " + format_number(engine.spec_acceptance_rate(i)) +
+           "\n";
+  }
 }
 
 }  // namespace latentserve::server

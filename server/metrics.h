@@ -45,6 +45,7 @@ class Metrics {
 
  private:
   // Gauges and counters taken from the engine's own statistics.
+  static void render_speculative(const engine::EngineStats& engine, std::string& out);
   static void render_engine(const engine::EngineStats& engine, std::string& out);
 
   std::atomic<uint64_t> requests_received_{0};

@@ -118,10 +118,11 @@ Result<LoadedModel> load_model(ServeSettings& settings) {
   return loaded;
 }
 
-// /health answers 200 only while serving; /metrics renders ours and the engine's numbers.
+// /health answers 200 only while serving with the engine loop running; /metrics renders ours
+// and the engine's numbers.
 void add_service_routes(http::HttpServer& http, ServingContext& ctx, const std::atomic<bool>& serving) {
   http.route("GET", "/health", [&ctx, &serving](const http::HttpRequest&, std::shared_ptr<http::ResponseWriter> w) {
-    if (serving.load() && ctx.engine != nullptr) {
+    if (serving.load() && ctx.engine != nullptr && ctx.engine->alive()) {
       w->send(200, "{}");
     } else {
       w->send(503, http::error_body("the model is not being served", "service_unavailable", "", 503));

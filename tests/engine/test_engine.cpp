@@ -156,3 +156,11 @@ TEST_CASE("engine: invalid requests are rejected at submit", "[engine]") {
   CHECK_THAT(bad_temp.error().message, Catch::Contains("temperature"));
   check_all_blocks_free(**engine);
 }
+
+TEST_CASE("engine: alive while its loop runs", "[engine]") {
+  auto engine = engine::Engine::create(tiny_model(), quiet_config());
+  REQUIRE(engine.ok());
+  CHECK((*engine)->alive());
+  auto results = run_all(**engine, greedy_requests(random_prompts(2, 3, 5, 17), 2));
+  CHECK((*engine)->alive());
+}

@@ -329,3 +329,22 @@ TEST_CASE("metrics: concurrent observations add up exactly", "[metrics]") {
   CHECK(sample(rejected, p + "requests_rejected_total", "status_class=\"5xx\"") ==
         threads * per_thread / 20);
 }
+
+TEST_CASE("metrics: speculative decoding counters appear only when speculation is on", "[metrics]") {
+  server::Metrics metrics;
+  engine::EngineStats stats;
+  CHECK(metrics.render_prometheus(stats).find("spec_decode") == std::string::npos);
+  stats.spec_num_speculative_tokens = 2;
+  stats.spec_drafted_tokens = 40;
+  stats.spec_accepted_tokens = 30;
+  stats.spec_verify_steps = 20;
+  stats.spec_emitted_tokens = 50;
+  stats.spec_drafted_per_position = {20, 20};
+  stats.spec_accepted_per_position = {18, 12};
+  const std::string page = metrics.render_prometheus(stats);
+  CHECK_THAT(page, Catch::Contains("latentserve:spec_decode_num_draft_tokens_total 40\n"));
+  CHECK_THAT(page, Catch::Contains("latentserve:spec_decode_num_accepted_tokens_total 30\n"));
+  CHECK_THAT(page, Catch::Contains("latentserve:spec_decode_mean_tokens_per_step 2.5\n"));
+  CHECK_THAT(page, Catch::Contains("latentserve:spec_decode_acceptance_rate{position=\"0\"} 0.9\n"));
+  CHECK_THAT(page, Catch::Contains("latentserve:spec_decode_acceptance_rate{position=\"1\"} 0.6\n"));
+}
