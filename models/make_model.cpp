@@ -208,7 +208,7 @@ Status make_model(const MakeModelOptions& options) {
     }
   }
   LS_ASSIGN_OR_RETURN(std::string config_text,
-                      make_model_config_json(options.preset, options.fp8));
+                      make_model_config_json(options.preset, options.fp8, options.num_layers));
   LS_ASSIGN_OR_RETURN(ModelConfig config, parse_model_config(config_text, options.preset));
   std::error_code ec;
   fs::create_directories(options.out_dir, ec);

@@ -17,14 +17,18 @@ struct MakeModelOptions {
   uint64_t seed = 0;
   bool fp8 = false;  // attention, dense MLP and expert matrices as F8_E4M3 + weight_scale_inv
   std::string tokenizer_dir;  // copy tokenizer.json and tokenizer_config.json from here; "" skips
+  // num_hidden_layers (dense ones included); 0 keeps the preset's. The MTP layer is extra. More
+  // layers give a benchmark the real model's proportion of MTP module to main model.
+  int64_t num_layers = 0;
 };
 
 // "tiny": 129,280-token vocabulary (the real tokenizer's), hidden 128, 3 layers, 16 experts.
 // "lite": DeepSeek-V2-Lite's layer sizes in the V3 architecture, 4 layers, for benchmarks.
 std::vector<std::string> make_model_presets();
 
-// The config.json text a preset writes.
-Result<std::string> make_model_config_json(const std::string& preset, bool fp8);
+// The config.json text a preset writes, with num_hidden_layers = num_layers when num_layers > 0.
+Result<std::string> make_model_config_json(const std::string& preset, bool fp8,
+                                           int64_t num_layers = 0);
 
 // Weights: linear N(0, 1/in) (router and lm_head twice that deviation), norms 1 + N(0, 0.1^2),
 // embeddings N(0, 1), router bias N(0, 0.08^2) in F32; the MTP layer's embed_tokens and

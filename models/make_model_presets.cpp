@@ -111,7 +111,12 @@ json lite_preset() {
 
 std::vector<std::string> make_model_presets() { return {"tiny", "lite"}; }
 
-Result<std::string> make_model_config_json(const std::string& preset, bool fp8) {
+Result<std::string> make_model_config_json(const std::string& preset, bool fp8,
+                                           int64_t num_layers) {
+  if (num_layers < 0) {
+    return make_error("make_model: num_layers must be positive (0 keeps the preset's), got " +
+                      std::to_string(num_layers));
+  }
   json c;
   if (preset == "tiny") {
     c = tiny_preset();
@@ -120,6 +125,7 @@ Result<std::string> make_model_config_json(const std::string& preset, bool fp8) 
   } else {
     return make_error("unknown model preset '" + preset + "' (tiny or lite)");
   }
+  if (num_layers > 0) c["num_hidden_layers"] = num_layers;
   if (fp8) {
     c["quantization_config"] = {{"activation_scheme", "dynamic"},
                                 {"fmt", "e4m3"},

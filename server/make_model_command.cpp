@@ -12,6 +12,7 @@ const std::vector<OptionSpec> kOptions = {
     {"preset", true, "tiny (tests, the default model) or lite (DeepSeek-V2-Lite layer shapes, 4 layers)"},
     {"out", true, "output folder"},
     {"seed", true, "random seed (default 0)"},
+    {"num-layers", true, "num_hidden_layers instead of the preset's (dense layers included; the MTP layer is extra)"},
     {"fp8", false, "store linear weights as FP8 E4M3 with 128x128 block scales"},
     {"no-tokenizer", false, "do not copy the DeepSeek-V3 tokenizer files into the folder"},
     {"help", false, "show this help"},
@@ -25,7 +26,7 @@ int make_model_command(const std::vector<std::string>& args) {
     return 2;
   }
   if (parsed->has("help") || !parsed->has("out")) {
-    std::cerr << "usage: latentserve make-model --preset tiny --out DIR [--seed S] [--fp8]\n"
+    std::cerr << "usage: latentserve make-model --preset tiny --out DIR [--seed S] [--fp8] [--num-layers N]\n"
               << describe_options(kOptions);
     return parsed->has("help") ? 0 : 2;
   }
@@ -34,7 +35,13 @@ int make_model_command(const std::vector<std::string>& args) {
     std::cerr << "latentserve make-model: --seed must be a non-negative integer\n";
     return 2;
   }
+  auto num_layers = parsed->get_int("num-layers", 0);
+  if (!num_layers.ok() || *num_layers < 0 || (parsed->has("num-layers") && *num_layers == 0)) {
+    std::cerr << "latentserve make-model: --num-layers must be a positive integer\n";
+    return 2;
+  }
   models::MakeModelOptions options;
+  options.num_layers = *num_layers;
   options.preset = parsed->get_or("preset", "tiny");
   options.out_dir = *parsed->get("out");
   options.seed = uint64_t(*seed);

@@ -1,5 +1,8 @@
 #include "models/deepseek_v3/weights.h"
 
+#include <sys/mman.h>
+#include <unistd.h>
+
 #include <cstring>
 #include <set>
 
@@ -168,6 +171,50 @@ Status check_unknown(const Checkpoint& ckpt, const std::vector<WeightBinding>& t
                     (count > 5 ? ", ..." : ""));
 }
 
+uint64_t matrix_bytes(const WeightMatrix& w) {
+  return uint64_t(w.rows) * uint64_t(w.cols) * dtype_size(w.dtype);
+}
+
+bool same_matrix(const WeightMatrix& a, const WeightMatrix& b) {
+  if (a.dtype != b.dtype || a.rows != b.rows || a.cols != b.cols) return false;
+  if (a.data == b.data) return true;
+  if (std::memcmp(a.data, b.data, matrix_bytes(a)) != 0) return false;
+  if (a.dtype != DType::F8_E4M3) return true;
+  if (a.block_rows != b.block_rows || a.block_cols != b.block_cols) return false;
+  const uint64_t scales = uint64_t(ceil_div(a.rows, a.block_rows) * ceil_div(a.cols, a.block_cols));
+  return std::memcmp(a.scale_inv, b.scale_inv, scales * sizeof(float)) == 0;
+}
+
+// The comparison paged the copy in; give those pages back (the mapping is private and read-only,
+// so they are only re-read from the file if something touches them again). Memory we own (an
+// aligned copy) is left alone.
+void release_mapped(const TensorInfo* t, const void* data) {
+  if (t == nullptr || t->data != data) return;
+  const uintptr_t page = uintptr_t(::sysconf(_SC_PAGESIZE));
+  const uintptr_t begin = (reinterpret_cast<uintptr_t>(data) + page - 1) / page * page;
+  const uintptr_t end = (reinterpret_cast<uintptr_t>(data) + t->nbytes) / page * page;
+  if (end > begin) ::madvise(reinterpret_cast<void*>(begin), end - begin, MADV_DONTNEED);
+}
+
+// DeepSeek-V3's releases store each MTP layer's embedding and shared_head.head as byte-for-byte
+// copies of the main embedding and lm_head. Pointing at the main tensors then reads one copy
+// instead of two (half the memory of those tensors). Copies that differ are kept.
+void share_mtp_copies(const Checkpoint& ckpt, const ModelConfig& config,
+                      DeepseekV3Weights& weights) {
+  for (size_t i = 0; i < weights.mtp.size(); ++i) {
+    MtpLayerWeights& m = weights.mtp[i];
+    const std::string p = "model.layers." + std::to_string(config.num_hidden_layers + int64_t(i)) + ".";
+    if (same_matrix(m.shared_head_head, weights.lm_head)) {
+      release_mapped(ckpt.find(p + "shared_head.head.weight"), m.shared_head_head.data);
+      m.shared_head_head = weights.lm_head;
+    }
+    if (same_matrix(m.embed_tokens, weights.embed_tokens)) {
+      release_mapped(ckpt.find(p + "embed_tokens.weight"), m.embed_tokens.data);
+      m.embed_tokens = weights.embed_tokens;
+    }
+  }
+}
+
 }  // namespace
 
 Result<DeepseekV3Weights> load_weights(const Checkpoint& checkpoint, const ModelConfig& config) {
@@ -180,6 +227,7 @@ Result<DeepseekV3Weights> load_weights(const Checkpoint& checkpoint, const Model
     LS_RETURN_IF_ERROR(load_binding(checkpoint, b, config, weights));
   }
   if (config.tie_word_embeddings) weights.lm_head = weights.embed_tokens;
+  share_mtp_copies(checkpoint, config, weights);
   return weights;
 }
 

@@ -57,8 +57,10 @@ struct MtpLayerWeights {
   WeightMatrix eh_proj;      // [hidden, 2 * hidden]; input concat(enorm(embed), hnorm(h))
   DecoderLayerWeights block;
   std::vector<float> shared_head_norm;  // [hidden]
-  WeightMatrix shared_head_head;        // [vocab, hidden] (a copy of lm_head in V3 checkpoints)
-  WeightMatrix embed_tokens;            // [vocab, hidden] (a copy of the main embedding)
+  // In V3 checkpoints these two are byte-identical copies of lm_head and the main embedding;
+  // load_weights then points them at the main tensors (same data), otherwise at their own.
+  WeightMatrix shared_head_head;        // [vocab, hidden]
+  WeightMatrix embed_tokens;            // [vocab, hidden]
 };
 
 struct DeepseekV3Weights {

@@ -186,6 +186,45 @@ TEST_CASE("make_model: tiny --fp8 quantizes attention and expert matrices with b
   }
 }
 
+TEST_CASE("make_model: num_layers overrides the preset's layer count, the MTP layer follows") {
+  TempDir dir;
+  MakeModelOptions o;
+  o.preset = "tiny";
+  o.seed = 3;
+  o.num_layers = 5;
+  o.out_dir = dir.path();
+  REQUIRE(make_model(o).ok());
+  auto config = load_model_config(dir.path());
+  REQUIRE(config.ok());
+  CHECK(config->num_hidden_layers == 5);
+  CHECK(config->first_k_dense_replace == 1);
+  auto ckpt = Checkpoint::open(dir.path());
+  REQUIRE(ckpt.ok());
+  CHECK(ckpt->find("model.layers.4.mlp.experts.15.down_proj.weight") != nullptr);
+  CHECK(ckpt->find("model.layers.5.eh_proj.weight") != nullptr);
+  CHECK(ckpt->find("model.layers.6.input_layernorm.weight") == nullptr);
+  auto w = load_weights(*ckpt, *config);
+  REQUIRE(w.ok());
+  CHECK(w->layers.size() == 5);
+  CHECK(w->layers[4].moe.has_value());
+  REQUIRE(w->mtp.size() == 1);
+  CHECK(w->mtp[0].shared_head_head.data == w->lm_head.data);
+
+  auto lite = make_model_config_json("lite", true, 20);
+  REQUIRE(lite.ok());
+  auto parsed = parse_model_config(*lite, "lite");
+  REQUIRE(parsed.ok());
+  CHECK(parsed->num_hidden_layers == 20);
+  CHECK(parsed->hidden_size == 2048);
+  auto preset = parse_model_config(*make_model_config_json("lite", false, 0), "lite");
+  REQUIRE(preset.ok());
+  CHECK(preset->num_hidden_layers == 4);
+
+  CHECK_FALSE(make_model_config_json("tiny", false, -1).ok());
+  o.num_layers = -2;
+  CHECK_FALSE(make_model(o).ok());
+}
+
 TEST_CASE("make_model: presets and bad options") {
   CHECK(make_model_presets() == std::vector<std::string>{"tiny", "lite"});
   auto lite_text = make_model_config_json("lite", true);
