@@ -118,4 +118,16 @@ inline void check_all_blocks_free(const engine::Engine& engine) {
   CHECK(stats.num_free_blocks == stats.num_blocks);
 }
 
+// A fresh engine with `config` runs the prompts greedily to the end; checks every block is free.
+inline std::vector<std::vector<int32_t>> run_greedy_engine(engine::EngineConfig config,
+                                                           const std::vector<std::vector<int32_t>>& prompts,
+                                                           int max_tokens, engine::EngineStats* stats = nullptr) {
+  auto engine = engine::Engine::create(tiny_model(), std::move(config));
+  REQUIRE(engine.ok());
+  auto results = run_all(*engine.value(), greedy_requests(prompts, max_tokens));
+  check_all_blocks_free(*engine.value());
+  if (stats) *stats = engine.value()->stats();
+  return tokens_of(results);
+}
+
 }  // namespace latentserve::testing

@@ -6,21 +6,6 @@
 using namespace latentserve;
 using namespace latentserve::testing;
 
-namespace {
-
-std::vector<std::vector<int32_t>> run_greedy_engine(engine::EngineConfig config,
-                                                    const std::vector<std::vector<int32_t>>& prompts,
-                                                    int max_tokens, engine::EngineStats* stats = nullptr) {
-  auto engine = engine::Engine::create(tiny_model(), config);
-  REQUIRE(engine.ok());
-  auto results = run_all(**engine, greedy_requests(prompts, max_tokens));
-  check_all_blocks_free(**engine);
-  if (stats) *stats = (*engine)->stats();
-  return tokens_of(results);
-}
-
-}  // namespace
-
 TEST_CASE("engine: 32 prompts batched equal one at a time and the unbatched generator", "[engine]") {
   const auto prompts = random_prompts(32, 1, 40, 11);
   const int max_tokens = 6;

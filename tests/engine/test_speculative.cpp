@@ -31,34 +31,24 @@ engine::EngineConfig speculative_config(int32_t k, double forced = -1.0, engine:
   return c;
 }
 
-std::vector<std::vector<int32_t>> run_greedy(engine::EngineConfig config,
-                                             const std::vector<std::vector<int32_t>>& prompts,
-                                             int max_tokens, engine::EngineStats* stats = nullptr) {
-  auto engine = engine::Engine::create(tiny_model(), std::move(config));
-  REQUIRE(engine.ok());
-  auto results = run_all(**engine, greedy_requests(prompts, max_tokens));
-  check_all_blocks_free(**engine);
-  if (stats) *stats = (*engine)->stats();
-  return tokens_of(results);
-}
 
 }  // namespace
 
 TEST_CASE("speculative: greedy outputs equal no speculation for 64 prompts, K = 1, 2, 3", "[speculative]") {
   const auto prompts = random_prompts(64, 1, 40, 61);
   const int max_tokens = 9;
-  const auto reference = run_greedy(quiet_config(), prompts, max_tokens);
+  const auto reference = run_greedy_engine(quiet_config(), prompts, max_tokens);
   const auto oracle = reference_oracle(prompts, reference);
   for (int32_t k : {1, 2, 3}) {
     INFO("K = " << k);
     // The model's own drafts (random weights: nearly all rejected) and drafts forced to agree half
     // the time, batched; forced drafts one sequence at a time.
     engine::EngineStats natural_stats, forced_stats;
-    CHECK(run_greedy(speculative_config(k), prompts, max_tokens, &natural_stats) == reference);
-    CHECK(run_greedy(speculative_config(k, 0.5, oracle), prompts, max_tokens, &forced_stats) == reference);
+    CHECK(run_greedy_engine(speculative_config(k), prompts, max_tokens, &natural_stats) == reference);
+    CHECK(run_greedy_engine(speculative_config(k, 0.5, oracle), prompts, max_tokens, &forced_stats) == reference);
     engine::EngineConfig alone = speculative_config(k, 0.5, oracle);
     alone.scheduler.max_num_seqs = 1;
-    CHECK(run_greedy(alone, prompts, max_tokens) == reference);
+    CHECK(run_greedy_engine(alone, prompts, max_tokens) == reference);
 
     CHECK(natural_stats.spec_drafted_tokens > 0);
     REQUIRE(forced_stats.spec_drafted_per_position.size() == size_t(k));
@@ -75,14 +65,14 @@ TEST_CASE("speculative: greedy outputs equal no speculation for 64 prompts, K = 
 TEST_CASE("speculative: drafts forced to always agree give 1 + K tokens per step", "[speculative]") {
   const auto prompts = random_prompts(8, 3, 20, 62);
   const int max_tokens = 13;  // 1 prefill token + 4 steps of 3
-  const auto reference = run_greedy(quiet_config(), prompts, max_tokens);
+  const auto reference = run_greedy_engine(quiet_config(), prompts, max_tokens);
   engine::EngineStats stats;
-  CHECK(run_greedy(speculative_config(2, 1.0, reference_oracle(prompts, reference)), prompts, max_tokens,
+  CHECK(run_greedy_engine(speculative_config(2, 1.0, reference_oracle(prompts, reference)), prompts, max_tokens,
                    &stats) == reference);
   CHECK(stats.spec_accepted_tokens == stats.spec_drafted_tokens);
   CHECK(stats.spec_mean_tokens_per_step() == Approx(3.0));
   engine::EngineStats never;
-  CHECK(run_greedy(speculative_config(2, 0.0, reference_oracle(prompts, reference)), prompts, max_tokens,
+  CHECK(run_greedy_engine(speculative_config(2, 0.0, reference_oracle(prompts, reference)), prompts, max_tokens,
                    &never) == reference);
   CHECK(never.spec_accepted_tokens == 0);
   CHECK(never.spec_mean_tokens_per_step() == Approx(1.0));
@@ -94,14 +84,14 @@ TEST_CASE("speculative: many rejections, preemptions, chunking and a shared pref
   auto prompts = random_prompts(16, 2, 30, 64);
   for (size_t i = 0; i < prompts.size(); i += 2) prompts[i].insert(prompts[i].begin(), prefix.begin(), prefix.end());
   const int max_tokens = 14;
-  const auto reference = run_greedy(quiet_config(), prompts, max_tokens);
+  const auto reference = run_greedy_engine(quiet_config(), prompts, max_tokens);
   for (int32_t k : {1, 3}) {  // chained and not
     INFO("K = " << k);
     engine::EngineConfig small = speculative_config(k, 0.3, reference_oracle(prompts, reference));
     small.num_kv_blocks = 12;  // 192 slots for 16 sequences of up to 81 tokens
     small.scheduler.max_num_batched_tokens = 24;
     engine::EngineStats stats;
-    CHECK(run_greedy(small, prompts, max_tokens, &stats) == reference);
+    CHECK(run_greedy_engine(small, prompts, max_tokens, &stats) == reference);
     CHECK(stats.num_preemptions > 0);
     CHECK(stats.prefix_hit_tokens > 0);
     CHECK(stats.spec_drafted_tokens > stats.spec_accepted_tokens);
