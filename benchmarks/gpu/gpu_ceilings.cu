@@ -14,6 +14,7 @@
 #include <memory>
 #include <string>
 
+#include "benchmarks/gpu/bench_util.cuh"
 #include "kernels/cuda/cublaslt.h"
 #include "kernels/cuda/device.h"
 #include "kernels/cuda/device_buffer.h"
@@ -26,19 +27,8 @@ using latentserve::Result;
 using latentserve::Status;
 namespace cuda = latentserve::kernels::cuda;
 
-// A benchmark stops at the first failed call, printing what failed.
-bool ok(const Status& st, const char* what) {
-  if (!st.ok()) std::fprintf(stderr, "error: %s: %s\n", what, st.error().message.c_str());
-  return st.ok();
-}
-
-__device__ uint32_t hash(uint64_t i, uint32_t seed) {
-  uint64_t x = i * 0x9e3779b97f4a7c15ull + seed;
-  x ^= x >> 31;
-  x *= 0xbf58476d1ce4e5b9ull;
-  x ^= x >> 29;
-  return uint32_t(x >> 16);
-}
+using latentserve::bench::hash;
+using latentserve::bench::ok;
 
 // Random, non-zero inputs: tensor cores draw (and throttle) differently on zeros.
 __global__ void fill_bf16(__nv_bfloat16* p, int64_t n, uint32_t seed) {

@@ -17,6 +17,7 @@
 #include <string>
 #include <vector>
 
+#include "benchmarks/gpu/bench_util.cuh"
 #include "common/dtype.h"
 #include "kernels/cuda/device.h"
 #include "kernels/cuda/device_buffer.h"
@@ -53,18 +54,8 @@ bool parse(int argc, char** argv, Options& o) {
          o.width > 0 && o.iters > 0;
 }
 
-bool ok(const Status& st, const char* what) {
-  if (!st.ok()) std::fprintf(stderr, "moe_layer_bench: %s: %s\n", what, st.error().message.c_str());
-  return st.ok();
-}
-
-__device__ uint32_t hash(uint64_t i, uint32_t seed) {
-  uint64_t x = i * 0x9e3779b97f4a7c15ull + seed;
-  x ^= x >> 31;
-  x *= 0xbf58476d1ce4e5b9ull;
-  x ^= x >> 29;
-  return uint32_t(x >> 16);
-}
+using latentserve::bench::hash;
+using latentserve::bench::ok;
 
 // Uniform in [-scale, scale): random inputs, so the router spreads tokens over the experts.
 __global__ void fill_bf16(__nv_bfloat16* p, int64_t n, uint32_t seed, float scale) {
