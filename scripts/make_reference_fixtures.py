@@ -9,8 +9,8 @@ attention on the weights read back from the written files. See
 tests/fixtures/README.md for what each fixture covers and the checks made.
 
 Usage (from the repository root):
-  /work/venvs/ref/bin/python scripts/make_reference_fixtures.py            # all fixtures
-  /work/venvs/ref/bin/python scripts/make_reference_fixtures.py --anchor   # HF vs tiny-dsv3 only
+  build/venv-ref/bin/python scripts/make_reference_fixtures.py            # all fixtures
+  build/venv-ref/bin/python scripts/make_reference_fixtures.py --anchor   # HF vs tiny-dsv3 only
 """
 import argparse
 import copy
