@@ -23,7 +23,7 @@ struct MakeModelOptions {
 };
 
 // "tiny": 129,280-token vocabulary (the real tokenizer's), hidden 128, 3 layers, 16 experts.
-// "lite": DeepSeek-V2-Lite's layer sizes in the V3 architecture, 4 layers, for benchmarks.
+// "lite": DeepSeek-V2-Lite's layer sizes in the V3 architecture, 4 layers (see num_layers), for benchmarks.
 std::vector<std::string> make_model_presets();
 
 // The config.json text a preset writes, with num_hidden_layers = num_layers when num_layers > 0.

@@ -9,7 +9,7 @@ namespace latentserve::server {
 
 namespace {
 const std::vector<OptionSpec> kOptions = {
-    {"preset", true, "tiny (tests, the default model) or lite (DeepSeek-V2-Lite layer shapes, 4 layers)"},
+    {"preset", true, "tiny (tests, the default model) or lite (DeepSeek-V2-Lite layer shapes, 4 layers unless --num-layers)"},
     {"out", true, "output folder"},
     {"seed", true, "random seed (default 0)"},
     {"num-layers", true, "num_hidden_layers instead of the preset's (dense layers included; the MTP layer is extra)"},
