@@ -18,7 +18,7 @@
 
 #include "engine/collected.h"
 #include "engine/engine.h"
-#include "models/make_model.h"
+#include "benchmarks/bench_model.h"
 
 using namespace latentserve;
 
@@ -90,25 +90,9 @@ void report(const char* name, const RunResult& r) {
 
 int main(int argc, char** argv) {
   Options o = parse(argc, argv);
-  if (o.model.empty()) {
-    o.model = (std::filesystem::temp_directory_path() / "latentserve-bench-lite").string();
-    if (!std::filesystem::exists(o.model + "/config.json")) {
-      std::fprintf(stderr, "making the lite preset in %s ...\n", o.model.c_str());
-      models::MakeModelOptions m;
-      m.preset = "lite";
-      m.out_dir = o.model;
-      if (Status s = models::make_model(m); !s.ok()) {
-        std::fprintf(stderr, "%s\n", s.error().message.c_str());
-        return 1;
-      }
-    }
-  }
-  auto model = models::deepseek_v3::Model::load(o.model);
-  if (!model.ok()) {
-    std::fprintf(stderr, "%s\n", model.error().message.c_str());
-    return 1;
-  }
-  const int64_t vocab = (*model)->config().vocab_size;
+  auto model = latentserve::bench::load_bench_model(o.model);
+  if (!model) return 1;
+  const int64_t vocab = model->config().vocab_size;
   std::mt19937 rng(1);
   std::vector<engine::Request> requests;
   for (int i = 0; i < o.requests; ++i) {
@@ -124,8 +108,8 @@ int main(int argc, char** argv) {
 
   std::printf("model %s, %d requests x (%d prompt + %d generated tokens)\n", o.model.c_str(), o.requests,
               o.prompt_len, o.max_tokens);
-  const RunResult batched = run(**model, requests, 256);
-  const RunResult alone = run(**model, subset, 1);
+  const RunResult batched = run(*model, requests, 256);
+  const RunResult alone = run(*model, subset, 1);
   std::printf("| %-12s | %8s | %8s | %9s | %10s | %6s | %10s | %9s |\n", "run", "", "tokens", "seconds",
               "tokens/s", "steps", "ms/step", "overhead");
   std::printf("|--------------|----------|----------|-----------|------------|--------|------------|-----------|\n");

@@ -21,7 +21,7 @@
 
 #include "engine/collected.h"
 #include "engine/engine.h"
-#include "models/make_model.h"
+#include "benchmarks/bench_model.h"
 
 using namespace latentserve;
 
@@ -218,37 +218,16 @@ void print_shape(const models::deepseek_v3::Model& model) {
 
 int main(int argc, char** argv) {
   Options o = parse(argc, argv);
-  if (o.model.empty()) {
-    std::string name = "latentserve-bench-lite";
-    if (o.num_layers > 0) name += "-" + std::to_string(o.num_layers) + "l";
-    if (o.fp8) name += "-fp8";
-    o.model = (std::filesystem::temp_directory_path() / name).string();
-    if (!std::filesystem::exists(o.model + "/config.json")) {
-      std::fprintf(stderr, "making the lite preset in %s ...\n", o.model.c_str());
-      models::MakeModelOptions m;
-      m.preset = "lite";
-      m.out_dir = o.model;
-      m.num_layers = o.num_layers;
-      m.fp8 = o.fp8;
-      if (Status s = models::make_model(m); !s.ok()) {
-        std::fprintf(stderr, "%s\n", s.error().message.c_str());
-        return 1;
-      }
-    }
-  }
-  auto model = models::deepseek_v3::Model::load(o.model);
-  if (!model.ok()) {
-    std::fprintf(stderr, "%s\n", model.error().message.c_str());
-    return 1;
-  }
-  const int64_t vocab = (*model)->config().vocab_size;
-  print_shape(**model);
+  auto model = latentserve::bench::load_bench_model(o.model, o.num_layers, o.fp8);
+  if (!model) return 1;
+  const int64_t vocab = model->config().vocab_size;
+  print_shape(*model);
   std::printf("model %s, K = %d, %d prompt + %d generated tokens per request (greedy)\n", o.model.c_str(), o.k,
               o.prompt_len, o.tokens);
   std::printf("| batch | a    | tokens/step | accepted | seconds | tokens/s | ratio | same output |\n");
   std::printf("|-------|------|-------------|----------|---------|----------|-------|-------------|\n");
   std::mt19937 rng(7);
-  page_in((*model)->weights());
+  page_in(model->weights());
   {  // warm-up: first-call allocations in the engine and the kernels
     engine::Request r;
     r.prompt_token_ids = {1, 2, 3};
@@ -256,7 +235,7 @@ int main(int argc, char** argv) {
     r.params.max_tokens = 4;
     engine::SpeculativeConfig spec;
     spec.num_speculative_tokens = o.k;
-    (void)run(**model, {r}, spec);
+    (void)run(*model, {r}, spec);
   }
   for (int b : o.batches) {
     std::vector<engine::Request> requests;
@@ -270,16 +249,16 @@ int main(int argc, char** argv) {
     }
     // The baseline runs before and after the speculative runs; ratios are against the mean of
     // the two rates, and the two "off" rows show how much the shared machine drifted meanwhile.
-    const Run base = run(**model, requests, {});
+    const Run base = run(*model, requests, {});
     std::vector<std::pair<double, Run>> spec_runs;
     for (double a : {0.0, 0.5, 0.9, 1.0}) {
       engine::SpeculativeConfig spec;
       spec.num_speculative_tokens = o.k;
       spec.forced_acceptance = a;
       spec.oracle = oracle_from(requests, base);
-      spec_runs.emplace_back(a, run(**model, requests, spec));
+      spec_runs.emplace_back(a, run(*model, requests, spec));
     }
-    const Run base_again = run(**model, requests, {});
+    const Run base_again = run(*model, requests, {});
     const double base_rate = 0.5 * (double(base.tokens) / base.seconds + double(base_again.tokens) / base_again.seconds);
     print_row(b, "off", 1.0, "-", base, base_rate, "-");
     for (const auto& [a, r] : spec_runs) {
