@@ -46,9 +46,9 @@ class ModelExecutor {
                                                int64_t mtp_layer) = 0;
 };
 
-// Makes the executor `config.device` names for `model` (which must outlive it). kAuto picks CUDA
-// when this build has it and a GPU is present, else the CPU. Errors: a CUDA request in a build
-// without CUDA or on a machine without a GPU, out of memory at upload or cache allocation.
-Result<std::unique_ptr<ModelExecutor>> make_executor(const Model& model, const ExecutorConfig& config);
+// The CPU executor: `model` (which must outlive it) over a LatentCacheStorage sized by `config`.
+// Errors: a pool of no block, or memory that cannot be allocated. (engine/device_executor.h
+// chooses between this and models/cuda's executor for ExecutorConfig::device.)
+Result<std::unique_ptr<ModelExecutor>> make_cpu_executor(const Model& model, const ExecutorConfig& config);
 
 }  // namespace latentserve::models::deepseek_v3
