@@ -2,9 +2,10 @@
 
 #include <algorithm>
 #include <chrono>
-#include <fstream>
 #include <iostream>
 #include <string>
+
+#include "engine/device_executor.h"
 
 namespace latentserve::engine {
 
@@ -14,19 +15,6 @@ using Clock = std::chrono::steady_clock;
 
 double seconds_since(Clock::time_point t) {
   return std::chrono::duration<double>(Clock::now() - t).count();
-}
-
-// A fifth of the memory the kernel reports available, at most 8 GiB: the CPU backend shares the
-// machine with the weights and everything else.
-int64_t default_cache_bytes() {
-  std::ifstream meminfo("/proc/meminfo");
-  std::string key;
-  int64_t kib = 0;
-  std::string unit;
-  while (meminfo >> key >> kib >> unit) {
-    if (key == "MemAvailable:") return std::min<int64_t>(kib * 1024 / 5, int64_t(8) << 30);
-  }
-  return int64_t(1) << 30;
 }
 
 bool contains(const std::vector<int32_t>& v, int32_t x) {
@@ -58,32 +46,26 @@ Result<std::unique_ptr<Engine>> Engine::create(const models::deepseek_v3::Model&
                       std::to_string(spec.forced_acceptance));
   }
   config.scheduler.lookahead_slots = spec.num_speculative_tokens;
-  const int64_t cache_layers = spec.enabled() ? model.num_cache_layers_with_mtp() : model.num_cache_layers();
-  const int64_t per_block = models::LatentCacheStorage::bytes_per_block(cfg, cache_layers, config.block_size);
-  int64_t num_blocks = 0;
-  if (config.num_kv_blocks) {
-    num_blocks = *config.num_kv_blocks;
-  } else {
-    num_blocks = config.kv_cache_memory.value_or(default_cache_bytes()) / per_block;
-  }
-  if (num_blocks < 1) {
-    return make_error("the latent cache would hold no block (one block takes " +
-                      std::to_string(per_block) + " bytes)");
-  }
-  LS_ASSIGN_OR_RETURN(auto cache, models::LatentCacheStorage::allocate(
-                                      cfg, cache_layers, num_blocks, config.block_size));
-  LS_ASSIGN_OR_RETURN(auto blocks, BlockManager::create(num_blocks, config.block_size,
+  models::deepseek_v3::ExecutorConfig exec;
+  exec.device = config.device;
+  exec.num_cache_layers = spec.enabled() ? model.num_cache_layers_with_mtp() : model.num_cache_layers();
+  exec.block_size = config.block_size;
+  exec.num_blocks = config.num_kv_blocks;
+  exec.cache_memory = config.kv_cache_memory;
+  LS_ASSIGN_OR_RETURN(auto executor, make_executor(model, exec));
+  const int64_t num_blocks = executor->num_blocks();
+  LS_ASSIGN_OR_RETURN(auto blocks, BlockManager::create(num_blocks, executor->block_size(),
                                                         config.enable_prefix_cache));
   if (config.log_startup) {
-    std::cerr << "latentserve: latent cache of " << num_blocks << " blocks x " << config.block_size
-              << " tokens = " << num_blocks * config.block_size << " tokens ("
-              << (num_blocks * per_block) / (1 << 20) << " MiB), prefix cache "
+    std::cerr << "latentserve: device " << executor->description() << ", latent cache of " << num_blocks
+              << " blocks x " << executor->block_size() << " tokens = " << num_blocks * executor->block_size()
+              << " tokens (" << executor->cache_bytes() / (1 << 20) << " MiB), prefix cache "
               << (config.enable_prefix_cache ? "on" : "off");
     if (spec.enabled()) std::cerr << ", speculative decoding: MTP, " << spec.num_speculative_tokens << " draft(s)";
     std::cerr << "\n";
   }
   std::unique_ptr<Engine> engine(
-      new Engine(model, std::move(config), std::move(blocks), std::move(cache)));
+      new Engine(model, std::move(config), std::move(blocks), std::move(executor)));
   engine->loop_alive_ = true;
   engine->thread_ = std::thread([e = engine.get()] {
     e->loop();
@@ -93,13 +75,14 @@ Result<std::unique_ptr<Engine>> Engine::create(const models::deepseek_v3::Model&
 }
 
 Engine::Engine(const models::deepseek_v3::Model& model, EngineConfig config, BlockManager blocks,
-               models::LatentCacheStorage cache)
+               std::unique_ptr<models::deepseek_v3::ModelExecutor> executor)
     : model_(model),
       config_(std::move(config)),
       blocks_(std::move(blocks)),
       scheduler_(config_.scheduler, blocks_),
-      runner_(model, std::move(cache), config_.speculative.enabled()) {
+      runner_(model, std::move(executor), config_.speculative.enabled()) {
   for (int64_t id : model.config().eos_token_ids) eos_ids_.push_back(int32_t(id));
+  stats_.device = runner_.executor().description();
   stats_.num_blocks = blocks_.num_blocks();
   stats_.num_free_blocks = blocks_.num_free_blocks();
   stats_.block_size = blocks_.block_size();

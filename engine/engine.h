@@ -10,6 +10,7 @@
 #include <memory>
 #include <mutex>
 #include <optional>
+#include <string>
 #include <thread>
 #include <vector>
 
@@ -21,15 +22,19 @@
 #include "engine/sequence.h"
 #include "engine/speculative.h"
 #include "engine/token_decoder.h"
+#include "models/deepseek_v3/executor.h"
 #include "models/deepseek_v3/model.h"
 
 namespace latentserve::engine {
 
 struct EngineConfig {
   SchedulerConfig scheduler;
+  // Where the model runs (engine/device_executor.h): auto takes a GPU when the build has CUDA
+  // and one is present, else the CPU.
+  models::deepseek_v3::Device device = models::deepseek_v3::Device::kAuto;
   int64_t block_size = 64;
   std::optional<int64_t> num_kv_blocks;    // overrides kv_cache_memory
-  std::optional<int64_t> kv_cache_memory;  // bytes; default: a share of available memory
+  std::optional<int64_t> kv_cache_memory;  // bytes; default: the device's share of its memory
   bool enable_prefix_cache = true;
   SamplingLimits limits;
   TokenDecoderFactory decoder_factory;     // needed for text deltas and stop strings
@@ -39,6 +44,7 @@ struct EngineConfig {
 };
 
 struct EngineStats {
+  std::string device;               // the executor's description, e.g. "cpu" or "cuda:0 (...)"
   int64_t num_running = 0;
   int64_t num_waiting = 0;
   int64_t num_requests_unfinished = 0;
@@ -102,7 +108,7 @@ class Engine {
 
  private:
   Engine(const models::deepseek_v3::Model& model, EngineConfig config, BlockManager blocks,
-         models::LatentCacheStorage cache);
+         std::unique_ptr<models::deepseek_v3::ModelExecutor> executor);
 
   void loop();
   bool step();  // false when there was nothing to do

@@ -5,7 +5,7 @@
 #include <numeric>
 
 #include "models/batch.h"
-#include "models/latent_cache.h"
+#include "models/deepseek_v3/executor.h"
 
 namespace latentserve::engine {
 
@@ -55,8 +55,14 @@ Result<GreedyResult> GreedyGenerator::generate(const GreedyRequest& r) const {
   const auto& cfg = model_.config();
   const int64_t total = int64_t(r.prompt_token_ids.size()) + r.max_tokens;
   const int64_t num_blocks = (total + block_size_ - 1) / block_size_;
-  LS_ASSIGN_OR_RETURN(auto cache, models::LatentCacheStorage::allocate(
-                                      cfg, model_.num_cache_layers(), num_blocks, block_size_));
+  // Always the CPU: this is the baseline other paths are compared with, and its cache is sized
+  // per request.
+  models::deepseek_v3::ExecutorConfig exec;
+  exec.device = models::deepseek_v3::Device::kCpu;
+  exec.num_cache_layers = model_.num_cache_layers();
+  exec.block_size = block_size_;
+  exec.num_blocks = num_blocks;
+  LS_ASSIGN_OR_RETURN(auto executor, models::deepseek_v3::make_cpu_executor(model_, exec));
   std::vector<int32_t> table(static_cast<size_t>(num_blocks));
   std::iota(table.begin(), table.end(), 0);
 
@@ -66,7 +72,7 @@ Result<GreedyResult> GreedyGenerator::generate(const GreedyRequest& r) const {
   while (true) {
     models::Batch batch;
     models::append_sequence(batch, step_tokens, cached, table, block_size_, /*want_logits=*/true);
-    LS_ASSIGN_OR_RETURN(auto out, model_.forward(batch, cache));
+    LS_ASSIGN_OR_RETURN(auto out, executor->forward(batch));
     cached += int32_t(step_tokens.size());
     const float* logits = out.logits.data();
     const auto best = top_logprobs(logits, cfg.vocab_size, std::max(r.logprobs, 1));

@@ -1,5 +1,5 @@
-// GreedyGenerator: runs one request at a time through the model with a private latent cache,
-// greedy decoding with top-k logprobs. The simplest correct generation path; the batching
+// GreedyGenerator: runs one request at a time through the model on the CPU with a private latent
+// cache, greedy decoding with top-k logprobs. The simplest correct generation path; the batching
 // engine is measured against it.
 #pragma once
 

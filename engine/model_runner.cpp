@@ -1,14 +1,15 @@
 #include "engine/model_runner.h"
 
 #include <algorithm>
+#include <utility>
 
 namespace latentserve::engine {
 
-ModelRunner::ModelRunner(const models::deepseek_v3::Model& model, models::LatentCacheStorage cache,
-                         bool keep_hidden)
-    : model_(model), cache_(std::move(cache)), keep_hidden_(keep_hidden) {
+ModelRunner::ModelRunner(const models::deepseek_v3::Model& model,
+                         std::unique_ptr<models::deepseek_v3::ModelExecutor> executor, bool keep_hidden)
+    : model_(model), executor_(std::move(executor)), keep_hidden_(keep_hidden) {
   if (keep_hidden_) {
-    block_last_hidden_.assign(size_t(cache_.num_blocks() * model_.config().hidden_size), 0.0f);
+    block_last_hidden_.assign(size_t(executor_->num_blocks() * model_.config().hidden_size), 0.0f);
   }
 }
 
@@ -29,7 +30,7 @@ models::Batch ModelRunner::build_batch(const SchedulePlan& plan,
     const bool samples = start + n == seq.num_tokens();
     if (samples) row_of_item[i] = int32_t(batch.logit_rows.size());
     models::append_sequence(batch, tokens, int32_t(start), seq.blocks.block_table,
-                            cache_.block_size(), false);
+                            executor_->block_size(), false);
     if (samples) {
       const int32_t last = int32_t(batch.token_ids.size()) - 1;
       for (int32_t r = last - int32_t(drafts); r <= last; ++r) batch.logit_rows.push_back(r);
@@ -41,11 +42,11 @@ models::Batch ModelRunner::build_batch(const SchedulePlan& plan,
 Result<StepLogits> ModelRunner::run(const SchedulePlan& plan) {
   StepLogits out;
   const models::Batch batch = build_batch(plan, out.row_of_item);
-  LS_ASSIGN_OR_RETURN(auto forward, model_.forward(batch, cache_));
+  LS_ASSIGN_OR_RETURN(auto forward, executor_->forward(batch));
   out.logits = std::move(forward.logits);
   if (keep_hidden_) {
     const int64_t H = model_.config().hidden_size;
-    const int64_t bs = cache_.block_size();
+    const int64_t bs = executor_->block_size();
     for (const models::BatchSequence& s : batch.sequences) {
       out.query_start.push_back(s.query_start);
       for (int32_t i = 0; i < s.query_len; ++i) {
@@ -61,8 +62,8 @@ Result<StepLogits> ModelRunner::run(const SchedulePlan& plan) {
 }
 
 Result<models::deepseek_v3::MtpForwardOutput> ModelRunner::run_mtp(
-    const models::Batch& batch, const std::vector<float>& hidden) const {
-  return model_.mtp_forward(batch, hidden, cache_, 0);
+    const models::Batch& batch, const std::vector<float>& hidden) {
+  return executor_->mtp_forward(batch, hidden, 0);
 }
 
 const float* ModelRunner::block_last_hidden(int32_t block) const {

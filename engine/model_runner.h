@@ -1,15 +1,16 @@
-// ModelRunner: turns a SchedulePlan into a models::Batch, owns the latent cache memory, runs the
-// forward pass and hands back the logits rows of the sequences that sample this step (and, with
+// ModelRunner: turns a SchedulePlan into a models::Batch, runs it on the ModelExecutor it owns
+// (the model and its latent cache on one device) and hands back the logits rows of the sequences that sample this step (and, with
 // speculative decoding, the hidden states the MTP module reads, and the MTP forward itself).
 #pragma once
 
 #include <cstdint>
+#include <memory>
 #include <vector>
 
 #include "common/result.h"
 #include "engine/scheduler.h"
+#include "models/deepseek_v3/executor.h"
 #include "models/deepseek_v3/model.h"
-#include "models/latent_cache.h"
 
 namespace latentserve::engine {
 
@@ -24,12 +25,13 @@ struct StepLogits {
 
 class ModelRunner {
  public:
+  // `model` (for its configuration) must outlive the runner; `executor` runs it.
   // keep_hidden: return hidden states and remember each block's last hidden state (for MTP).
-  ModelRunner(const models::deepseek_v3::Model& model, models::LatentCacheStorage cache,
-              bool keep_hidden = false);
+  ModelRunner(const models::deepseek_v3::Model& model,
+              std::unique_ptr<models::deepseek_v3::ModelExecutor> executor, bool keep_hidden = false);
 
   const models::deepseek_v3::Model& model() const { return model_; }
-  const models::LatentCacheStorage& cache() const { return cache_; }
+  const models::deepseek_v3::ModelExecutor& executor() const { return *executor_; }
 
   // The batch a plan describes (exposed for tests).
   models::Batch build_batch(const SchedulePlan& plan, std::vector<int32_t>& row_of_item) const;
@@ -37,7 +39,7 @@ class ModelRunner {
 
   // The MTP layer 0 over `batch` (see Model::mtp_forward).
   Result<models::deepseek_v3::MtpForwardOutput> run_mtp(const models::Batch& batch,
-                                                        const std::vector<float>& hidden) const;
+                                                        const std::vector<float>& hidden);
   // The main model's final-norm hidden state at the last position of `block`, as computed when
   // the block was last filled ([hidden]). Valid for blocks in the prefix cache: it is what the
   // MTP entry after a cached prefix needs.
@@ -45,7 +47,7 @@ class ModelRunner {
 
  private:
   const models::deepseek_v3::Model& model_;
-  models::LatentCacheStorage cache_;
+  std::unique_ptr<models::deepseek_v3::ModelExecutor> executor_;
   bool keep_hidden_ = false;
   std::vector<float> block_last_hidden_;  // [num_blocks, hidden] when keep_hidden
 };

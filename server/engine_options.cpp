@@ -4,9 +4,12 @@ namespace latentserve::server {
 
 std::vector<OptionSpec> engine_option_specs() {
   return {
+      {"device", true, "where the model runs: cpu, cuda or auto (default: a GPU when this build has "
+                       "CUDA and one is present, else the CPU)"},
       {"block-size", true, "tokens per latent-cache block (default 64)"},
       {"num-kv-blocks", true, "latent-cache blocks (overrides --kv-cache-memory)"},
-      {"kv-cache-memory", true, "latent-cache bytes (default: a fifth of available memory, at most 8 GiB)"},
+      {"kv-cache-memory", true, "latent-cache bytes (default on the CPU: a fifth of available memory, "
+                                "at most 8 GiB; on a GPU: the CUDA executor's default)"},
       {"max-num-seqs", true, "sequences per step (default 256)"},
       {"max-num-batched-tokens", true, "new tokens per step (default 2048)"},
       {"no-prefix-cache", false, "do not reuse cached prompt prefixes"},
@@ -17,6 +20,11 @@ std::vector<OptionSpec> engine_option_specs() {
 
 Result<engine::EngineConfig> engine_config_from(const ParsedOptions& options) {
   engine::EngineConfig config;
+  if (options.has("device")) {
+    auto device = models::deepseek_v3::parse_device(options.get_or("device", ""));
+    if (!device.ok()) return device.error().with_context("--device");
+    config.device = *device;
+  }
   auto positive = [&](const char* name, int64_t fallback) -> Result<int64_t> {
     LS_ASSIGN_OR_RETURN(int64_t v, options.get_int(name, fallback));
     if (v < 1) return make_error(std::string("--") + name + " must be at least 1");

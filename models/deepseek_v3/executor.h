@@ -26,6 +26,7 @@ struct ExecutorConfig {
   int64_t block_size = 64;
   std::optional<int64_t> num_blocks;      // exact pool size; overrides cache_memory
   std::optional<int64_t> cache_memory;    // bytes for the pool; default: the device's own default
+                                          // (CPU: a fifth of available memory, at most 8 GiB)
   int cuda_device = 0;                    // which GPU, for Device::kCuda
 };
 
