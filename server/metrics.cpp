@@ -2,6 +2,7 @@
 
 #include <algorithm>
 #include <charconv>
+#include <chrono>
 #include <cmath>
 
 namespace latentserve::server {
@@ -123,6 +124,20 @@ void Metrics::time_to_first_token(double seconds) { ttft_.observe(seconds); }
 
 void Metrics::inter_token_latency(double seconds) { itl_.observe(seconds); }
 
+void Metrics::engine_notifier_time(double seconds) {
+  if (!(seconds > 0)) return;
+  engine_notifier_ns_.fetch_add(static_cast<uint64_t>(seconds * 1e9), std::memory_order_relaxed);
+}
+
+std::function<void()> timed_notifier(Metrics* metrics, std::function<void()> notifier) {
+  if (!metrics) return notifier;
+  return [metrics, notifier = std::move(notifier)] {
+    const auto start = std::chrono::steady_clock::now();
+    notifier();
+    metrics->engine_notifier_time(std::chrono::duration<double>(std::chrono::steady_clock::now() - start).count());
+  };
+}
+
 std::string Metrics::render_prometheus(const engine::EngineStats& engine) const {
   std::string out;
   out.reserve(8192);
@@ -153,6 +168,10 @@ std::string Metrics::render_prometheus(const engine::EngineStats& engine) const 
               "Time between consecutive output tokens of a request.", out);
   e2e_.render(std::string(kPrefix) + "e2e_request_latency_seconds",
               "Time from receiving a request to its last output.", out);
+
+  single("engine_notifier_seconds_total", "counter",
+         "Seconds the engine thread spent handing outputs to the front ends (output notifiers).",
+         static_cast<double>(load(engine_notifier_ns_)) * 1e-9, out);
 
   render_engine(engine, out);
   return out;

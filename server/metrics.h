@@ -4,6 +4,7 @@
 
 #include <atomic>
 #include <cstdint>
+#include <functional>
 #include <mutex>
 #include <string>
 #include <vector>
@@ -38,6 +39,8 @@ class Metrics {
   void request_finished(int64_t prompt_tokens, int64_t completion_tokens, double e2e_seconds);
   void time_to_first_token(double seconds);
   void inter_token_latency(double seconds);
+  // Time the engine thread spent in front ends' output notifiers (it delays the next step).
+  void engine_notifier_time(double seconds);
 
   // The whole /metrics page: ours plus running/waiting requests, cache usage and prefix-cache
   // hit rate from the engine's stats.
@@ -54,9 +57,14 @@ class Metrics {
   std::atomic<uint64_t> requests_rejected_5xx_{0};
   std::atomic<uint64_t> prompt_tokens_{0};
   std::atomic<uint64_t> completion_tokens_{0};
+  std::atomic<uint64_t> engine_notifier_ns_{0};
   Histogram ttft_;
   Histogram itl_;
   Histogram e2e_;
 };
+
+// Wraps an output notifier so that its time on the engine thread is counted (metrics may be
+// null: nothing is counted).
+std::function<void()> timed_notifier(Metrics* metrics, std::function<void()> notifier);
 
 }  // namespace latentserve::server

@@ -108,9 +108,9 @@ GenerateReactor::GenerateReactor(ServingContext& context, engine::RequestHandle 
   // The notifier runs on the engine thread; a weak reference, so the channel (which the stream's
   // handle owns) does not keep the stream alive in a cycle.
   std::weak_ptr<Stream> weak = stream_;
-  stream_->handle.outputs().set_notifier([weak] {
+  stream_->handle.outputs().set_notifier(timed_notifier(context.metrics, [weak] {
     if (auto stream = weak.lock()) Stream::pump(stream);
-  });
+  }));
 }
 
 void GenerateReactor::OnWriteDone(bool ok) {

@@ -145,7 +145,7 @@ void handle_generate(Endpoint endpoint, ServingContext& ctx, const http::HttpReq
   };
   writer->on_disconnect(abort);
   if (writer->disconnected()) abort();
-  exchange->outputs().set_notifier([exchange] { exchange->drain(); });
+  exchange->outputs().set_notifier(timed_notifier(ctx.metrics, [exchange] { exchange->drain(); }));
 }
 
 void handle_models(ServingContext& ctx, const http::HttpRequest&, std::shared_ptr<http::ResponseWriter> writer) {
