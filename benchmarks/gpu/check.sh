@@ -4,7 +4,8 @@
 #   1. configures and builds the GPU targets for sm_90a: tests_cuda and every bench_gpu_* target
 #      (benchmarks/gpu/*.cu|*.cpp);
 #   2. runs every GPU test (tests_cuda: each CUDA kernel against the CPU reference on random inputs
-#      of awkward sizes);
+#      of awkward sizes, and the CUDA model executor against the CPU model on tiny-dsv3, which it
+#      reads from ../shared/fixtures or $LATENTSERVE_SHARED_FIXTURES);
 #   3. runs bench_gpu_ceilings first (device-to-device copy bandwidth counted as bytes read +
 #      written, cuBLASLt BF16 and FP8 GEMMs at 8192^3, then the FP8 block-scaled GEMM target at
 #      M=4096 N=7168 K=2048 against BF16), then every other bench_gpu_* benchmark with the measured
@@ -78,6 +79,8 @@ nvcc --version | tail -1
 echo "== configure and build ($arch) [$(elapsed)]"
 prefix_args=()
 [ -d "$deps" ] && prefix_args=("-DCMAKE_PREFIX_PATH=$deps")
+# tests_cuda runs the CUDA executor on tiny-dsv3 from ../shared/fixtures unless told otherwise.
+[ -n "${LATENTSERVE_SHARED_FIXTURES:-}" ] && prefix_args+=("-DLATENTSERVE_SHARED_FIXTURES=$LATENTSERVE_SHARED_FIXTURES")
 if ! cmake -S . -B "$build" -G Ninja -DCMAKE_BUILD_TYPE=Release -DLATENTSERVE_CUDA=ON \
      -DCMAKE_CUDA_ARCHITECTURES="$arch" -DLATENTSERVE_TESTS=ON -DLATENTSERVE_BENCHMARKS=ON \
      "${prefix_args[@]}" > "$logs/configure.log" 2>&1; then

@@ -62,6 +62,7 @@ Status CudaExecutor::init(const dsv3::Model& model, const dsv3::ExecutorConfig& 
   LS_ASSIGN_OR_RETURN(moe_, kc::MoeLayerRunner::create());
   LS_ASSIGN_OR_RETURN(head_gemm_, PerHeadGemm::create());
   LS_ASSIGN_OR_RETURN(weights_, upload_weights(model.weights(), c));
+  description_ += ", " + std::to_string(weights_.bytes >> 20) + " MiB of weights";
 
   router_ = dsv3::router_params(c);
   const kernels::cpu::RopeParams rope = dsv3::rope_params(c);
