@@ -54,11 +54,16 @@ Status CudaExecutor::linear(const DeviceMatrix& w, const void* x, int64_t ldx, i
 }
 
 Status CudaExecutor::attention(const DeviceMla& w, const AttentionTarget& target, bool gather_mtp_context) {
+  LS_RETURN_IF_ERROR(project_queries(w));
+  LS_RETURN_IF_ERROR(write_latents(w, target, gather_mtp_context));
+  return attend(w, target);
+}
+
+Status CudaExecutor::project_queries(const DeviceMla& w) {
   const ModelConfig& c = *config_;
   cudaStream_t s = stream_.get();
   const int64_t T = step_.tokens, H = c.hidden_size, heads = c.num_attention_heads;
   const int64_t nope = c.qk_nope_head_dim, rope = c.qk_rope_head_dim, qk = nope + rope;
-  const int64_t lora = c.kv_lora_rank, v = c.v_head_dim, dim = lora + rope;
   const float eps = float(c.rms_norm_eps);
 
   // q: [T, heads, nope + rope] BF16.
@@ -90,7 +95,15 @@ Status CudaExecutor::attention(const DeviceMla& w, const AttentionTarget& target
   r.head_stride = qk;
   r.rotary_dim = rope;
   r.cos_sin_factor = cos_sin_factor_;
-  LS_RETURN_IF_ERROR(kc::rope_interleaved(r, s));
+  return kc::rope_interleaved(r, s);
+}
+
+Status CudaExecutor::write_latents(const DeviceMla& w, const AttentionTarget& target, bool gather_mtp_context) {
+  const ModelConfig& c = *config_;
+  cudaStream_t s = stream_.get();
+  const int64_t T = step_.tokens, H = c.hidden_size;
+  const int64_t rope = c.qk_rope_head_dim, lora = c.kv_lora_rank, dim = lora + rope;
+  const float eps = float(c.rms_norm_eps);
 
   // kv: [T, latent | k_pe] F32; the latent normalized in place, then the cache write rotates k_pe.
   LS_RETURN_IF_ERROR(linear(w.kv_a_proj_with_mqa, act_.normed.data(), H, T, act_.kv.data(), DType::F32, dim));
@@ -128,6 +141,15 @@ Status CudaExecutor::attention(const DeviceMla& w, const AttentionTarget& target
     g.cols = dim;
     LS_RETURN_IF_ERROR(kc::gather_rows(g, s));
   }
+  return ok_status();
+}
+
+Status CudaExecutor::attend(const DeviceMla& w, const AttentionTarget& target) {
+  const ModelConfig& c = *config_;
+  cudaStream_t s = stream_.get();
+  const int64_t T = step_.tokens, H = c.hidden_size, heads = c.num_attention_heads;
+  const int64_t nope = c.qk_nope_head_dim, rope = c.qk_rope_head_dim, qk = nope + rope;
+  const int64_t lora = c.kv_lora_rank, v = c.v_head_dim;
 
   // Absorbed queries: q_latent[t, h] = q_nope[t, h] · W_UK[h], q_rope copied out contiguous.
   if (rope > 0) {

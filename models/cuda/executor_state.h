@@ -91,6 +91,10 @@ class CudaExecutor final : public deepseek_v3::ModelExecutor {
                 int64_t ldy);
   // normed → branch. Writes the step's latents to target.cache first.
   Status attention(const DeviceMla& w, const AttentionTarget& target, bool gather_mtp_context);
+  Status project_queries(const DeviceMla& w);  // normed → q (rotated)
+  // normed → latents written to target.cache (and the MTP context gathered when asked).
+  Status write_latents(const DeviceMla& w, const AttentionTarget& target, bool gather_mtp_context);
+  Status attend(const DeviceMla& w, const AttentionTarget& target);  // q → branch
   // normed → branch.
   Status ffn(const DeviceLayer& layer);
   // branch added into x, then RMSNorm with `weight` into y (BF16 normed, or F32 hidden).
