@@ -17,11 +17,19 @@ bool built_with_cuda_executor() {
 #endif
 }
 
+bool cuda_device_present() {
+#ifdef LATENTSERVE_WITH_CUDA_EXECUTOR
+  return kernels::cuda::device_count() > 0;
+#else
+  return false;
+#endif
+}
+
 namespace {
 
 Result<std::unique_ptr<ds::ModelExecutor>> make_cuda(const ds::Model& model, const ds::ExecutorConfig& config) {
 #ifdef LATENTSERVE_WITH_CUDA_EXECUTOR
-  if (kernels::cuda::device_count() == 0) {
+  if (!cuda_device_present()) {
     return make_error("device cuda: no usable CUDA device (no GPU, or no driver); use --device cpu");
   }
   return models::cuda::make_cuda_executor(model, config);
@@ -29,14 +37,6 @@ Result<std::unique_ptr<ds::ModelExecutor>> make_cuda(const ds::Model& model, con
   (void)model;
   (void)config;
   return make_error("device cuda: this build has no CUDA support (built without nvcc); use --device cpu");
-#endif
-}
-
-bool cuda_available() {
-#ifdef LATENTSERVE_WITH_CUDA_EXECUTOR
-  return kernels::cuda::device_count() > 0;
-#else
-  return false;
 #endif
 }
 
@@ -51,7 +51,7 @@ Result<std::unique_ptr<ds::ModelExecutor>> make_executor(const ds::Model& model,
     case ds::Device::kAuto:
       // A GPU that is present but fails (memory, driver) is an error, not a silent fallback: the
       // user should know the server is not running where it could.
-      return cuda_available() ? make_cuda(model, config) : ds::make_cpu_executor(model, config);
+      return cuda_device_present() ? make_cuda(model, config) : ds::make_cpu_executor(model, config);
   }
   return make_error("make_executor: unknown device value " + std::to_string(int(config.device)));
 }

@@ -11,6 +11,8 @@ namespace latentserve::engine {
 
 // True when this build carries the CUDA executor (nvcc was found at configure time).
 bool built_with_cuda_executor();
+// True when this build carries it and a usable GPU is present: what Device::kAuto picks.
+bool cuda_device_present();
 
 // Errors: kCuda in a build without CUDA or on a machine without a usable GPU, or what the chosen
 // executor reports (cache sizing, memory). Never crashes for want of a GPU.
