@@ -36,7 +36,9 @@ Result<std::unique_ptr<ds::ModelExecutor>> make_cuda(const ds::Model& model, con
 #else
   (void)model;
   (void)config;
-  return make_error("device cuda: this build has no CUDA support (built without nvcc); use --device cpu");
+  return make_error(
+      "device cuda: this build has no CUDA support (built without nvcc, or without the CUDA "
+      "executor); use --device cpu");
 #endif
 }
 
