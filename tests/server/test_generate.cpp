@@ -147,3 +147,20 @@ TEST_CASE("latentserve generate names the bad line and writes nothing", "[genera
   CHECK_THAT(bad_option.stderr_text, Catch::Contains("--frobnicate"));
   fs::remove_all(dir);
 }
+
+TEST_CASE("latentserve generate --device: a bad value is refused, cpu runs and says so", "[generate]") {
+  const fs::path dir = temp_dir("generate-device");
+  const RunResult bogus = run_generate(dir, "{\"prompt_token_ids\": [1, 2]}\n", "--device bogus");
+  CHECK(bogus.exit_code == 2);
+  CHECK_THAT(bogus.stderr_text, Catch::Contains("--device") && Catch::Contains("'bogus'") &&
+                                    Catch::Contains("cpu, cuda, auto"));
+  CHECK_FALSE(fs::exists(dir / "out.jsonl"));
+
+  const RunResult cpu = run_generate(dir, "{\"prompt_token_ids\": [3, 4, 5], \"max_tokens\": 2}\n",
+                                     "--device cpu --num-kv-blocks 8 --block-size 16");
+  INFO(cpu.stderr_text);
+  CHECK(cpu.exit_code == 0);
+  CHECK_THAT(cpu.stderr_text, Catch::Contains("device cpu"));
+  CHECK(fs::exists(dir / "out.jsonl"));
+  fs::remove_all(dir);
+}
