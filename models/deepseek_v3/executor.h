@@ -48,8 +48,9 @@ class ModelExecutor {
 };
 
 // The CPU executor: `model` (which must outlive it) over a LatentCacheStorage sized by `config`.
-// Errors: a pool of no block, or memory that cannot be allocated. (engine/device_executor.h
-// chooses between this and models/cuda's executor for ExecutorConfig::device.)
+// Errors: num_cache_layers outside [main layers, main + MTP layers], a pool of no block, or memory
+// that cannot be allocated. (engine/device_executor.h chooses between this and models/cuda's
+// executor for ExecutorConfig::device.)
 Result<std::unique_ptr<ModelExecutor>> make_cpu_executor(const Model& model, const ExecutorConfig& config);
 
 }  // namespace latentserve::models::deepseek_v3
