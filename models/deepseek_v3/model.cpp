@@ -1,5 +1,6 @@
 #include "models/deepseek_v3/model.h"
 
+#include <algorithm>
 #include <string>
 
 #include "kernels/cpu/matmul.h"
@@ -10,6 +11,26 @@
 namespace latentserve::models::deepseek_v3 {
 
 namespace cpu = kernels::cpu;
+
+namespace {
+
+RoutingRecord record_of(const Batch& batch, bool mtp) {
+  RoutingRecord r;
+  r.mtp = mtp;
+  r.tokens = batch.num_tokens();
+  r.logit_rows = int64_t(batch.logit_rows.size());
+  for (const BatchSequence& s : batch.sequences) r.max_query_len = std::max<int64_t>(r.max_query_len, s.query_len);
+  return r;
+}
+
+void count_experts(RoutingRecord& r, const std::vector<int32_t>& ids, int64_t num_experts) {
+  std::vector<bool> touched(size_t(num_experts), false);
+  for (int32_t e : ids) touched[size_t(e)] = true;
+  r.moe_layers += 1;
+  r.distinct_experts += int64_t(std::count(touched.begin(), touched.end(), true));
+}
+
+}  // namespace
 
 Result<std::unique_ptr<Model>> Model::load(const std::string& model_dir,
                                            const ModelOptions& options) {
@@ -51,6 +72,10 @@ Result<ForwardOutput> Model::forward(const Batch& batch, const LatentCacheStorag
 
   std::vector<float> normed(size_t(T * H));
   std::vector<float> branch(size_t(T * H));
+  // Routing is read back through a trace of the MoE layers only when counting.
+  ForwardTrace routing;
+  ForwardTrace* moe_trace = trace ? trace : (routing_log_ ? &routing : nullptr);
+  RoutingRecord record = record_of(batch, /*mtp=*/false);
   for (size_t l = 0; l < weights_.layers.size(); ++l) {
     const DecoderLayerWeights& layer = weights_.layers[l];
     const std::string name = "layer." + std::to_string(l);
@@ -63,7 +88,8 @@ Result<ForwardOutput> Model::forward(const Batch& batch, const LatentCacheStorag
 
     cpu::rmsnorm(x.data(), H, T, H, layer.post_attention_layernorm.data(), eps, normed.data(), H);
     if (layer.moe) {
-      moe_forward(*layer.moe, router_, normed.data(), T, branch.data(), trace, name);
+      moe_forward(*layer.moe, router_, normed.data(), T, branch.data(), moe_trace, name);
+      if (routing_log_) count_experts(record, moe_trace->indices[name + ".expert_ids"], config_.n_routed_experts);
     } else {
       mlp_forward(*layer.mlp, normed.data(), T, branch.data(), /*accumulate=*/false);
     }
@@ -71,6 +97,8 @@ Result<ForwardOutput> Model::forward(const Batch& batch, const LatentCacheStorag
     for (int64_t i = 0; i < T * H; ++i) x[size_t(i)] += branch[size_t(i)];
     trace_tensor(trace, name + ".output", x.data(), T, H, H);
   }
+
+  if (routing_log_) routing_log_->push_back(record);
 
   ForwardOutput out;
   out.hidden.resize(size_t(T * H));
@@ -130,7 +158,16 @@ Result<MtpForwardOutput> Model::mtp_forward(const Batch& batch, const std::vecto
   ctx.rope_inv_freq = &rope_inv_freq_;
   ctx.router = &router_;
   ctx.form = options_.mla_form;
-  return mtp_forward_layer(ctx, batch, hidden.data(), cache.layer(layer), trace);
+  if (!routing_log_) return mtp_forward_layer(ctx, batch, hidden.data(), cache.layer(layer), trace);
+  ForwardTrace routing;
+  ForwardTrace* t = trace ? trace : &routing;
+  MtpForwardOutput out = mtp_forward_layer(ctx, batch, hidden.data(), cache.layer(layer), t);
+  RoutingRecord record = record_of(batch, /*mtp=*/true);
+  if (auto it = t->indices.find("mtp.expert_ids"); it != t->indices.end()) {
+    count_experts(record, it->second, config_.n_routed_experts);
+  }
+  routing_log_->push_back(record);
+  return out;
 }
 
 }  // namespace latentserve::models::deepseek_v3

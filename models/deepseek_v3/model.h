@@ -24,6 +24,19 @@ struct ModelOptions {
   MlaForm mla_form = MlaForm::kAbsorbed;
 };
 
+// Benchmarks only: one record per forward call (main model or MTP layer) with the routed
+// experts its MoE layers touched, so a memory-bound step's weight reads can be counted from the
+// routing actually taken. Appended by the thread running the forward; read it while none runs.
+struct RoutingRecord {
+  bool mtp = false;
+  int64_t tokens = 0;            // batch rows
+  int64_t logit_rows = 0;
+  int64_t max_query_len = 0;     // longest sequence in the call (tells prefill from decode)
+  int64_t moe_layers = 0;        // MoE layers run
+  int64_t distinct_experts = 0;  // summed over those layers: routed experts with at least one row
+};
+using RoutingLog = std::vector<RoutingRecord>;
+
 struct ForwardOutput {
   std::vector<float> logits;  // [batch.logit_rows.size(), vocab_size]
   std::vector<float> hidden;  // [num_tokens, hidden_size]: final-norm output (the MTP input)
@@ -39,6 +52,8 @@ class Model {
   const ModelConfig& config() const { return config_; }
   const DeepseekV3Weights& weights() const { return weights_; }
   void set_mla_form(MlaForm form) { options_.mla_form = form; }
+  // Benchmarks only: appends a record of each forward call to `log` (null: off, the default).
+  void set_routing_log(RoutingLog* log) { routing_log_ = log; }
 
   // Number of cache layers forward() uses (the main layers; MTP layers come after them).
   int64_t num_cache_layers() const { return config_.num_hidden_layers; }
@@ -71,6 +86,7 @@ class Model {
   std::vector<MlaLayer> mtp_attention_;
   std::vector<float> rope_inv_freq_;
   kernels::cpu::RouterParams router_;
+  RoutingLog* routing_log_ = nullptr;
 };
 
 }  // namespace latentserve::models::deepseek_v3
