@@ -240,6 +240,10 @@ def report_engine(before, after, elapsed, out_tokens):
         print(f"engine per token: forward {forward / generated * 1e6:.1f} us, overhead "
               f"{overhead / generated * 1e6:.1f} us; wall per token seen by clients "
               f"{elapsed / max(out_tokens, 1) * 1e6:.1f} us")
+    notifier = delta("engine_notifier_seconds_total")
+    if generated:
+        print(f"engine thread in output notifiers: {notifier:.3f} s, "
+              f"{notifier / generated * 1e6:.2f} us per token")
 
 
 def report_cpu(before, after, elapsed, out_tokens, chunks):

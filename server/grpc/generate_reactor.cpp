@@ -2,7 +2,10 @@
 
 #include "server/grpc/generate_reactor.h"
 
+#include <atomic>
 #include <mutex>
+
+#include <grpcpp/alarm.h>
 
 #include "server/grpc/grpc_convert.h"
 #include "server/metrics.h"
@@ -27,6 +30,7 @@ struct GenerateReactor::Stream {
   bool busy = false;       // a StartWrite is in flight
   bool finished = false;   // Finish (or StartWriteAndFinish) has been called
   bool cancelled = false;  // the call was cancelled or a write failed
+  std::atomic<bool> wake_posted{false};  // a pump is on its way to a gRPC thread
   latentserve::v1::GenerateResponse response;  // the message being written
 
   Clock::time_point received;
@@ -35,7 +39,24 @@ struct GenerateReactor::Stream {
 
   void record_timing(const engine::Output& out);
   static void pump(const std::shared_ptr<Stream>& self);
+  // The output notifier (engine thread): hands the pump to one of gRPC's threads, so converting
+  // and serializing the message never runs in the engine's step. One wake covers a burst.
+  static void wake(const std::shared_ptr<Stream>& self);
 };
+
+void GenerateReactor::Stream::wake(const std::shared_ptr<Stream>& self) {
+  if (self->wake_posted.exchange(true)) return;
+  // An alarm due now runs its callback on a gRPC executor thread. Each wake has its own: an
+  // alarm's callback may not be replaced while it runs, and deleting the alarm there is safe
+  // (gRPC keeps its state alive until the callback returns).
+  auto* alarm = new grpc::Alarm();
+  alarm->Set(gpr_now(GPR_CLOCK_MONOTONIC), [self, alarm](bool) {
+    delete alarm;
+    // Cleared before popping: an Output pushed from here on wakes another pump.
+    self->wake_posted.store(false);
+    pump(self);
+  });
+}
 
 void GenerateReactor::Stream::record_timing(const engine::Output& out) {
   Metrics* metrics = context->metrics;
@@ -109,7 +130,7 @@ GenerateReactor::GenerateReactor(ServingContext& context, engine::RequestHandle 
   // handle owns) does not keep the stream alive in a cycle.
   std::weak_ptr<Stream> weak = stream_;
   stream_->handle.outputs().set_notifier(timed_notifier(context.metrics, [weak] {
-    if (auto stream = weak.lock()) Stream::pump(stream);
+    if (auto stream = weak.lock()) Stream::wake(stream);
   }));
 }
 

@@ -1,6 +1,6 @@
 // GenerateReactor: streams one engine request's Outputs to a gRPC Generate call without a thread
-// of its own — the engine's output notifier and gRPC's write completions drive it. Cancelling the
-// call (or the client going away) aborts the engine request.
+// of its own — the engine's output notifier wakes it on a gRPC thread and gRPC's write
+// completions drive it. Cancelling the call (or the client going away) aborts the engine request.
 #pragma once
 
 #include <chrono>

@@ -77,6 +77,7 @@ class Connection : public std::enable_shared_from_this<Connection> {
   // Bytes handed to write() (or queued by the current Exchange) and not yet on the wire.
   std::atomic<int64_t> unwritten_bytes{0};
   const HttpServerOptions& options() const { return shared_->options; }
+  const std::shared_ptr<ServerShared>& shared() const { return shared_; }
 
  private:
   enum class Phase { kIdle, kReading, kResponding, kClosing, kClosed };
@@ -128,6 +129,7 @@ class Exchange : public ResponseWriter, public std::enable_shared_from_this<Exch
   void end_stream() override;
   void on_disconnect(std::function<void()> callback) override;
   bool disconnected() const override { return disconnected_.load(); }
+  void post(std::function<void()> fn) override;
 
   // A whole response with extra headers (405's Allow).
   void send_with_headers(int status, std::string body, const std::string& content_type,
@@ -144,6 +146,7 @@ class Exchange : public ResponseWriter, public std::enable_shared_from_this<Exch
   void flush();
 
   mutable std::mutex mutex_;
+  const std::shared_ptr<ServerShared> shared_;  // its io_context runs post()ed work
   std::shared_ptr<Connection> connection_;  // released once the response is queued or the client left
   const bool keep_alive_;
   const bool http10_;

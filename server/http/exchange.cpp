@@ -1,9 +1,19 @@
 #include "server/http/connection.h"
 
+#include <boost/asio/post.hpp>
+
 namespace latentserve::server::http {
 
 Exchange::Exchange(std::shared_ptr<Connection> connection, bool keep_alive, bool http10)
-    : connection_(std::move(connection)), keep_alive_(keep_alive), http10_(http10) {}
+    : shared_(connection->shared()), connection_(std::move(connection)), keep_alive_(keep_alive), http10_(http10) {}
+
+void Exchange::post(std::function<void()> fn) {
+  // Any I/O thread will do, not only this connection's strand: what fn writes goes through
+  // enqueue(), which keeps call order and moves bytes to the strand itself. Once stop() has begun
+  // no I/O thread may be left to run it.
+  if (shared_->stopped.load()) return fn();
+  boost::asio::post(shared_->io, std::move(fn));
+}
 
 void Exchange::send(int status, std::string body, std::string content_type) {
   send_with_headers(status, std::move(body), content_type, {});

@@ -21,8 +21,8 @@ struct HttpRequest {
   std::string body;
 };
 
-// How a handler answers. Thread-safe: any thread may call it, e.g. the engine's output
-// notifier. Every method returns quickly (writes are queued to the connection's strand).
+// How a handler answers. Thread-safe: any thread may call it. Every method returns quickly
+// (writes are queued to the connection's strand).
 class ResponseWriter {
  public:
   virtual ~ResponseWriter() = default;
@@ -39,6 +39,10 @@ class ResponseWriter {
   // called once the response has ended, so the callback may own the writer without a cycle.
   virtual void on_disconnect(std::function<void()> callback) = 0;
   virtual bool disconnected() const = 0;
+  // Runs `fn` soon on one of the threads that write responses (an I/O thread), so that a busy
+  // thread (the engine's, in an output notifier) can hand the work of building a response over
+  // instead of doing it. Runs it at once, on the caller's thread, once the server has stopped.
+  virtual void post(std::function<void()> fn) = 0;
 };
 
 using Handler = std::function<void(const HttpRequest&, std::shared_ptr<ResponseWriter>)>;

@@ -25,7 +25,11 @@ double seconds_between(Clock::time_point a, Clock::time_point b) {
 
 // One submitted request from submit to its last event. Kept alive by the output notifier
 // until the request ends; the handle it owns aborts the request if it is dropped early.
-class Exchange {
+//
+// The engine thread only pushes Outputs into the request's channel and calls notify(), which
+// hands the rest to a writer thread: the response text (JSON, SSE events) is built there, never
+// in the engine's step.
+class Exchange : public std::enable_shared_from_this<Exchange> {
  public:
   Exchange(ServingContext& ctx, ParsedRequest parsed, std::shared_ptr<http::ResponseWriter> writer, Clock::time_point start)
       : ctx_(ctx), parsed_(std::move(parsed)), meta_(new_response_meta(parsed_.endpoint, ctx.model_name)),
@@ -34,37 +38,63 @@ class Exchange {
   }
 
   void start(engine::RequestHandle handle) { handle_ = std::move(handle); }
-  bool ended() const { return ended_.load(); }
+  // True once the engine has pushed the request's last Output: from then on it no longer knows
+  // the request (and may be gone, at shutdown), so nothing may be sent to it.
+  bool engine_done() { return handle_.outputs().finished(); }
   engine::OutputChannel& outputs() { return handle_.outputs(); }
 
+  // The output notifier (engine thread): at most one drain is waiting at a time, so a burst of
+  // Outputs costs one hand-over.
+  void notify() {
+    if (!drain_posted_.exchange(true)) writer_->post([self = shared_from_this()] { self->drain(); });
+  }
+
+  // On a writer thread: every Output waiting, in order, becomes response text.
   void drain() {
+    // Cleared before popping: an Output pushed from here on posts another drain, so none waits.
+    drain_posted_.store(false);
     std::lock_guard<std::mutex> lock(mutex_);
     while (!finished_) {
       auto out = handle_.outputs().try_pop();
       if (!out) return;
       time_tokens(*out);
       if (stream_) {
-        for (const auto& event : stream_->on_output(*out)) writer_->send_event(event);
-        if (stream_->done()) {
-          writer_->end_stream();
-          finish(out->usage);
-        }
+        stream_output(*out);
       } else {
-        const engine::Usage usage = out->usage;
-        if (engine::collect_output(collected_, std::move(*out))) {
-          auto body = build_response(parsed_, meta_, collected_, ctx_.text.get());
-          if (body.ok()) {
-            writer_->send(200, dump(*body));
-          } else {
-            send_error(ctx_, *writer_, body.error());
-          }
-          finish(usage);
-        }
+        whole_output(std::move(*out));
       }
     }
   }
 
  private:
+  void stream_output(const engine::Output& out) {
+    if (writer_->disconnected()) {
+      // Nobody reads the events: skip building them and only wait for the request's end.
+      if (out.request_finished || out.finish_reason == engine::FinishReason::kError) {
+        writer_->end_stream();
+        finish(out.usage);
+      }
+      return;
+    }
+    for (const auto& event : stream_->on_output(out)) writer_->send_event(event);
+    if (stream_->done()) {
+      writer_->end_stream();
+      finish(out.usage);
+    }
+  }
+
+  void whole_output(engine::Output out) {
+    const engine::Usage usage = out.usage;
+    if (!engine::collect_output(collected_, std::move(out))) return;
+    auto body = build_response(parsed_, meta_, collected_, ctx_.text.get());
+    if (body.ok()) {
+      writer_->send(200, dump(*body));
+    } else {
+      send_error(ctx_, *writer_, body.error());
+    }
+    finish(usage);
+  }
+
   void time_tokens(const engine::Output& out) {
     if (!ctx_.metrics || out.token_ids.empty()) return;
     const auto now = Clock::now();
@@ -79,12 +109,11 @@ class Exchange {
 
   void finish(const engine::Usage& usage) {
     finished_ = true;
-    ended_ = true;
     if (ctx_.metrics) {
       ctx_.metrics->request_finished(usage.prompt_tokens, usage.completion_tokens, seconds_between(start_, Clock::now()));
     }
-    // Breaks the notifier -> Exchange -> handle -> channel cycle; runs inside the notifier
-    // safely because the channel calls a copy of it.
+    // Breaks the notifier -> Exchange -> handle -> channel cycle; safe while the engine thread
+    // runs the notifier, because the channel calls a copy of it.
     handle_.outputs().set_notifier(nullptr);
   }
 
@@ -100,7 +129,7 @@ class Exchange {
   engine::RequestHandle handle_;
   std::mutex mutex_;
   bool finished_ = false;
-  std::atomic<bool> ended_{false};  // finished_, readable without the lock
+  std::atomic<bool> drain_posted_{false};  // a drain is posted and has not started yet
 };
 
 json parse_body(const std::string& body, ApiError& error) {
@@ -137,15 +166,15 @@ void handle_generate(Endpoint endpoint, ServingContext& ctx, const http::HttpReq
   exchange->start(std::move(handle).value());
   if (stream) writer->start_stream();
   // Aborting takes no lock on the exchange (Engine::abort only posts to the engine's inbox), so
-  // a writer may report the disconnect from any thread. An ended exchange no longer touches the
-  // engine, which may be gone by then (shutdown).
+  // a writer may report the disconnect from any thread. Once the engine is done with the request
+  // it is no longer touched: it may be gone by then (shutdown), with the last events unsent.
   std::weak_ptr<Exchange> weak = exchange;
   auto abort = [weak, engine, id] {
-    if (auto ex = weak.lock(); ex && !ex->ended()) engine->abort(id);
+    if (auto ex = weak.lock(); ex && !ex->engine_done()) engine->abort(id);
   };
   writer->on_disconnect(abort);
   if (writer->disconnected()) abort();
-  exchange->outputs().set_notifier(timed_notifier(ctx.metrics, [exchange] { exchange->drain(); }));
+  exchange->outputs().set_notifier(timed_notifier(ctx.metrics, [exchange] { exchange->notify(); }));
 }
 
 void handle_models(ServingContext& ctx, const http::HttpRequest&, std::shared_ptr<http::ResponseWriter> writer) {

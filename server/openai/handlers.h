@@ -1,6 +1,6 @@
 // The OpenAI-compatible routes' handlers: each takes the parsed HTTP request and a ResponseWriter
-// and answers through it (at once, or later from the engine's output notifier), so they can be
-// driven without a network. register_openai_routes puts them on an HttpServer.
+// and answers through it (at once, or later on a thread the writer's post() provides, woken by
+// the engine's output notifier), so they can be driven without a network. register_openai_routes puts them on an HttpServer.
 #pragma once
 
 #include <memory>

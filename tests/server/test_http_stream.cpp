@@ -98,6 +98,56 @@ TEST_CASE("http stream: events from another thread, then the connection is reuse
   CHECK(r->body == expected_events(7));
 }
 
+TEST_CASE("http stream: post() runs work on an I/O thread, and inline once stopped", "[http][stream]") {
+  HttpServer server(loopback_options());
+  std::promise<std::shared_ptr<ResponseWriter>> held;
+  server.route("GET", "/posted", [&held](const HttpRequest&, std::shared_ptr<ResponseWriter> w) { held.set_value(w); });
+  REQUIRE(server.start().ok());
+  RawClient client(server.port());
+  REQUIRE(client.send(get_request("/posted")));
+  std::shared_ptr<ResponseWriter> writer = held.get_future().get();
+
+  // From a thread of its own, as the engine's notifier: each posted piece sends one event.
+  const int count = 37;
+  std::thread::id poster_thread;
+  auto posted_on = std::make_shared<std::vector<std::thread::id>>();
+  auto posted_mutex = std::make_shared<std::mutex>();
+  std::thread poster([&] {
+    poster_thread = std::this_thread::get_id();
+    writer->start_stream();
+    for (int i = 0; i < count; ++i) {
+      writer->post([writer, i, count, posted_on, posted_mutex] {
+        std::lock_guard<std::mutex> lock(*posted_mutex);
+        posted_on->push_back(std::this_thread::get_id());
+        writer->send_event("{\"i\": " + std::to_string(i) + "}");
+        if (posted_on->size() == size_t(count)) writer->end_stream();  // the last to run ends it
+      });
+    }
+  });
+  poster.join();
+  auto r = client.read_response();
+  REQUIRE(r);
+  CHECK(r->status == 200);
+  {
+    std::lock_guard<std::mutex> lock(*posted_mutex);
+    REQUIRE(posted_on->size() == size_t(count));
+    for (const auto& id : *posted_on) CHECK(id != poster_thread);
+  }
+  // Pieces may run on either I/O thread, in any order: each event must arrive, once.
+  for (int i = 0; i < count; ++i) {
+    const std::string event = "data: {\"i\": " + std::to_string(i) + "}\n\n";
+    const size_t at = r->body.find(event);
+    CHECK(at != std::string::npos);
+    CHECK(r->body.find(event, at + 1) == std::string::npos);
+  }
+
+  server.stop();
+  bool ran = false;
+  const auto here = std::this_thread::get_id();
+  writer->post([&] { ran = std::this_thread::get_id() == here; });
+  CHECK(ran);
+}
+
 TEST_CASE("http stream: a client that leaves mid-stream is noticed at once", "[http][stream]") {
   struct Seen {
     std::mutex mutex;

@@ -107,6 +107,32 @@ bool RecordingWriter::disconnected() const {
   return gone_;
 }
 
+void RecordingWriter::post(std::function<void()> fn) {
+  {
+    std::lock_guard<std::mutex> lock(mutex_);
+    if (hold_posts) {
+      posted_.push_back(std::move(fn));
+      return;
+    }
+  }
+  fn();
+}
+
+size_t RecordingWriter::run_posted() {
+  std::vector<std::function<void()>> work;
+  {
+    std::lock_guard<std::mutex> lock(mutex_);
+    work.swap(posted_);
+  }
+  for (auto& fn : work) fn();
+  return work.size();
+}
+
+size_t RecordingWriter::num_posted() const {
+  std::lock_guard<std::mutex> lock(mutex_);
+  return posted_.size();
+}
+
 bool RecordingWriter::wait(std::chrono::seconds timeout) {
   std::unique_lock<std::mutex> lock(mutex_);
   return cv_.wait_for(lock, timeout, [&] { return done_; });

@@ -30,11 +30,20 @@ class RecordingWriter : public server::http::ResponseWriter {
   void end_stream() override;
   void on_disconnect(std::function<void()> callback) override;
   bool disconnected() const override;
+  // At once on the caller's thread, or (hold_posts) kept until run_posted().
+  void post(std::function<void()> fn) override;
 
   // Waits until a whole response or the end of a stream arrives; false on timeout.
   bool wait(std::chrono::seconds timeout = std::chrono::seconds(60));
   // Acts as if the client went away: runs the disconnect callback; later events are refused.
   void disconnect();
+  // Runs what post() kept, on this thread; returns how many ran.
+  size_t run_posted();
+  size_t num_posted() const;
+
+  // Set before the handler runs: post() keeps work instead of running it, so a test can see what
+  // happens on the engine thread alone.
+  bool hold_posts = false;
   // Blocks until `n` events have been sent.
   bool wait_events(size_t n, std::chrono::seconds timeout = std::chrono::seconds(60));
 
@@ -50,6 +59,7 @@ class RecordingWriter : public server::http::ResponseWriter {
   bool done_ = false;
   bool gone_ = false;
   std::function<void()> on_disconnect_;
+  std::vector<std::function<void()>> posted_;
 };
 
 server::http::HttpRequest post(const std::string& path, const std::string& body);

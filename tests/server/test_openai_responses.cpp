@@ -292,6 +292,30 @@ TEST_CASE("openai handlers: errors, models, tokenize, detokenize", "[openai]") {
   CHECK(bad_tok->status == 400);
 }
 
+TEST_CASE("openai stream: the engine thread only hands Outputs over; the writer's thread builds the events", "[openai]") {
+  auto& ctx = testing::openai_context();
+  const json base = {{"prompt", {11, 22, 33, 44}}, {"max_tokens", 6}, {"ignore_eos", true}, {"temperature", 0}};
+  const json whole = call(Endpoint::kCompletion, base)->json();
+  json body = base;
+  body["stream"] = true;
+  auto w = std::make_shared<testing::RecordingWriter>();
+  w->hold_posts = true;
+  handle_generate(Endpoint::kCompletion, ctx, testing::post("/v1/completions", body.dump()), w);
+  ctx.engine->wait_idle();
+  // The engine has pushed all 6 tokens and the end, yet no event exists: building them waits
+  // for the writer's thread. The Outputs cost one hand-over, not one each.
+  CHECK(w->events.empty());
+  CHECK(w->num_posted() == 1);
+  CHECK(w->run_posted() == 1);
+  REQUIRE(w->wait(std::chrono::seconds(1)));
+  CHECK(w->num_posted() == 0);
+  const auto events = parse_events(*w);
+  std::string text;
+  for (const auto& e : events) text += e["choices"][0]["text"].get<std::string>();
+  CHECK(text == whole["choices"][0]["text"]);
+  CHECK(events.back()["choices"][0]["finish_reason"] == "length");
+}
+
 TEST_CASE("openai stream: a client that disconnects has its request aborted and blocks freed", "[openai]") {
   auto& ctx = testing::openai_context();
   auto w = std::make_shared<testing::RecordingWriter>();
