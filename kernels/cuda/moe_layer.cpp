@@ -1,5 +1,6 @@
-// The MoE layer as a recipe: route (router GEMM, top-k, permutation, gather, counts to the host),
-// then the experts in two phases spread over the lanes (gate/up GEMMs; one SiLU-gated product
+// The MoE layer as a recipe: route (router GEMM, top-k, permutation), then either the grouped
+// GEMV kernels (few tokens, no host wait) or, per expert, gather and counts to the host and the
+// experts in two phases spread over the lanes (gate/up GEMMs; one SiLU-gated product
 // over all permuted rows; down GEMMs), the shared experts on a lane of their own from the start,
 // and the combine. Lanes fork from and join back into the caller's stream through events.
 #include "kernels/cuda/moe_layer.h"
@@ -9,6 +10,7 @@
 
 #include "kernels/cuda/device.h"
 #include "kernels/cuda/moe_combine.h"
+#include "kernels/cuda/moe_grouped.h"
 #include "kernels/cuda/moe_permute.h"
 #include "kernels/cuda/moe_router.h"
 
@@ -91,7 +93,8 @@ MoeLayerRunner::~MoeLayerRunner() {
   if (offsets_pinned_ && cudaFreeHost(offsets_pinned_) != cudaSuccess) cudaGetLastError();
 }
 
-Status MoeLayerRunner::reserve(const MoeLayerWeights& w, int64_t tokens, int64_t top_k) {
+Status MoeLayerRunner::reserve(const MoeLayerWeights& w, int64_t tokens, int64_t top_k,
+                               bool grouped) {
   const int64_t experts = int64_t(w.experts.size()), rows = tokens * top_k;
   const size_t i4 = sizeof(int32_t);
   LS_RETURN_IF_ERROR(logits_.reserve(size_t(tokens * experts) * 4, "MoE router logits"));
@@ -102,10 +105,15 @@ Status MoeLayerRunner::reserve(const MoeLayerWeights& w, int64_t tokens, int64_t
   LS_RETURN_IF_ERROR(permuted_row_.reserve(size_t(rows) * i4, "MoE permuted rows"));
   LS_RETURN_IF_ERROR(scratch_.reserve(moe_permute_scratch_bytes(tokens, top_k, experts),
                                       "MoE permutation scratch"));
-  LS_RETURN_IF_ERROR(xp_.reserve(size_t(rows * w.hidden) * 2, "MoE permuted input"));
-  LS_RETURN_IF_ERROR(gate_up_.reserve(size_t(rows * 2 * w.width) * 2, "MoE gate/up output"));
   LS_RETURN_IF_ERROR(h_.reserve(size_t(rows * w.width) * 2, "MoE gated activations"));
-  LS_RETURN_IF_ERROR(y_.reserve(size_t(rows * w.hidden) * 2, "MoE expert outputs"));
+  if (grouped) {
+    LS_RETURN_IF_ERROR(active_.reserve(size_t(experts + 1) * i4, "MoE active experts"));
+    LS_RETURN_IF_ERROR(grouped_y_.reserve(size_t(rows * w.hidden) * 4, "MoE expert outputs"));
+  } else {
+    LS_RETURN_IF_ERROR(xp_.reserve(size_t(rows * w.hidden) * 2, "MoE permuted input"));
+    LS_RETURN_IF_ERROR(gate_up_.reserve(size_t(rows * 2 * w.width) * 2, "MoE gate/up output"));
+    LS_RETURN_IF_ERROR(y_.reserve(size_t(rows * w.hidden) * 2, "MoE expert outputs"));
+  }
   if (w.shared) {
     LS_RETURN_IF_ERROR(shared_gate_up_.reserve(size_t(tokens * 2 * w.shared_width) * 2,
                                                "shared expert gate/up output"));
@@ -149,7 +157,7 @@ Status MoeLayerRunner::gemm(const MoeLayerWeights& w, Lane& lane, const void* x,
 
 Status MoeLayerRunner::route(const MoeLayerWeights& w, const cpu::RouterParams& router,
                              const MoeLayerParams& p, cudaStream_t stream) {
-  const int64_t experts = router.num_experts, rows = p.tokens * router.top_k;
+  const int64_t experts = router.num_experts;
   MatmulBf16Params g;  // logits[T, E] = x · W_routerᵀ, in FP32 as the router needs
   g.x = p.x;
   g.ldx = p.ldx;
@@ -182,8 +190,11 @@ Status MoeLayerRunner::route(const MoeLayerWeights& w, const cpu::RouterParams& 
   pp.permuted_row = permuted_row_.as<int32_t>();
   pp.scratch = scratch_.data();
   pp.scratch_bytes = scratch_.size();
-  LS_RETURN_IF_ERROR(moe_permute(pp, stream));
+  return moe_permute(pp, stream);
+}
 
+Status MoeLayerRunner::gather_and_count(const MoeLayerWeights& w, const MoeLayerParams& p,
+                                        int64_t experts, int64_t rows, cudaStream_t stream) {
   MoeGatherParams gp;
   gp.x = p.x;
   gp.ldx = p.ldx;
@@ -292,6 +303,26 @@ Status MoeLayerRunner::run_experts(const MoeLayerWeights& w, int64_t rows, cudaS
   return join(stream, lanes);
 }
 
+Status MoeLayerRunner::run_grouped(const MoeLayerWeights& w, const MoeLayerParams& p,
+                                  int64_t top_k, cudaStream_t stream) {
+  MoeGroupedParams g;
+  g.dtype = w.dtype;
+  g.experts = w.device_experts;
+  g.num_experts = int64_t(w.experts.size());
+  g.hidden = w.hidden;
+  g.width = w.width;
+  g.x = p.x;
+  g.ldx = p.ldx;
+  g.tokens = p.tokens;
+  g.top_k = top_k;
+  g.offsets = offsets_.as<int32_t>();
+  g.source_token = source_.as<int32_t>();
+  g.active = active_.as<int32_t>();
+  g.h = h_.data();
+  g.y = grouped_y_.as<float>();
+  return moe_grouped_experts(g, stream);
+}
+
 Status MoeLayerRunner::forward(const MoeLayerWeights& w, const cpu::RouterParams& router,
                                const MoeLayerParams& p, cudaStream_t stream) {
   LS_RETURN_IF_ERROR(check(w, router, p));
@@ -299,7 +330,15 @@ Status MoeLayerRunner::forward(const MoeLayerWeights& w, const cpu::RouterParams
   if (p.tokens * router.top_k > 0x7fffffff) {
     return make_error("cuda moe layer: tokens·top_k does not fit the int32 row indices");
   }
-  LS_RETURN_IF_ERROR(reserve(w, p.tokens, router.top_k));
+  const int64_t rows = p.tokens * router.top_k;
+  if (p.path == MoeExpertPath::kGrouped && w.device_experts == nullptr) {
+    return make_error("cuda moe layer: the grouped path needs the experts' table in device memory "
+                      "(MoeLayerWeights::device_experts)");
+  }
+  const bool grouped = p.path == MoeExpertPath::kGrouped ||
+                       (p.path == MoeExpertPath::kAuto && w.device_experts != nullptr &&
+                        rows <= kMoeGroupedAutoMaxRows);
+  LS_RETURN_IF_ERROR(reserve(w, p.tokens, router.top_k, grouped));
   Lane& shared_lane = lanes_.back();
   if (w.shared) {
     LS_CUDA_RETURN_IF_ERROR(cudaEventRecord(fork_, stream));
@@ -308,12 +347,17 @@ Status MoeLayerRunner::forward(const MoeLayerWeights& w, const cpu::RouterParams
     LS_CUDA_RETURN_IF_ERROR(cudaEventRecord(shared_lane.done, shared_lane.stream));
   }
   LS_RETURN_IF_ERROR(route(w, router, p, stream));
-  LS_RETURN_IF_ERROR(run_experts(w, p.tokens * router.top_k, stream));
+  if (grouped) {
+    LS_RETURN_IF_ERROR(run_grouped(w, p, router.top_k, stream));
+  } else {
+    LS_RETURN_IF_ERROR(gather_and_count(w, p, router.num_experts, rows, stream));
+    LS_RETURN_IF_ERROR(run_experts(w, rows, stream));
+  }
   if (w.shared) LS_CUDA_RETURN_IF_ERROR(cudaStreamWaitEvent(stream, shared_lane.done, 0));
 
   MoeCombineParams c;
-  c.expert_out = y_.data();
-  c.y_dtype = DType::BF16;
+  c.expert_out = grouped ? grouped_y_.data() : y_.data();
+  c.y_dtype = grouped ? DType::F32 : DType::BF16;
   c.ld_y = w.hidden;
   c.permuted_row = permuted_row_.as<int32_t>();
   c.weights = weights_.as<float>();

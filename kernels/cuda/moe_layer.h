@@ -36,9 +36,19 @@ struct MoeLayerWeights {
   const void* router = nullptr;     // [num_experts, hidden] BF16
   const float* bias = nullptr;      // [num_experts] e_score_correction_bias, or null
   std::vector<MoeExpertWeights> experts;  // num_experts, in expert-index order
+  // The same table in device memory, or null; the grouped path (moe_grouped.h) reads it.
+  const MoeExpertWeights* device_experts = nullptr;
   std::optional<MoeExpertWeights> shared;  // all shared experts as one MLP of shared_width
   int64_t shared_width = 0;
 };
+
+// How the routed experts are computed.
+enum class MoeExpertPath {
+  kAuto,           // grouped when tokens·top_k ≤ kMoeGroupedAutoMaxRows and device_experts is set
+  kPerExpertGemm,  // one cuBLASLt GEMM per non-empty expert; reads the row counts on the host
+  kGrouped,        // moe_grouped.h's GEMV kernels: no host wait, so a CUDA graph can capture it
+};
+inline constexpr int64_t kMoeGroupedAutoMaxRows = 256;
 
 struct MoeLayerParams {
   const void* x = nullptr;  // [tokens, hidden] BF16, row stride ldx elements
@@ -47,6 +57,7 @@ struct MoeLayerParams {
   DType out_dtype = DType::F32;
   int64_t ld_out = 0;
   int64_t tokens = 0;
+  MoeExpertPath path = MoeExpertPath::kAuto;
 };
 
 // Owns the scratch and the cuBLASLt contexts of the layer. The experts' GEMMs run on `lanes`
@@ -54,9 +65,11 @@ struct MoeLayerParams {
 // expert's GEMM at DeepSeek-V3 sizes fills only part of a Hopper GPU. Not thread-safe.
 //
 // cuBLASLt (CUDA 13.0) has no grouped GEMM with per-group sizes, and the block-scaled FP8 modes
-// exist only in cuBLASLt, so each non-empty expert is one GEMM call: the host reads the
-// per-expert row counts back once per layer (one small copy and a wait on `stream`), which makes
-// forward() impossible to capture in a CUDA graph.
+// exist only in cuBLASLt, so on the per-expert path each non-empty expert is one GEMM call: the
+// host reads the per-expert row counts back once per layer (one small copy and a wait on
+// `stream`), which a CUDA graph cannot capture. The grouped path (few tokens, memory-bound anyway)
+// keeps the routing on the device; with it forward() waits on nothing and, once a call of the
+// same token count has grown the scratch, allocates nothing, so it can be captured.
 class MoeLayerRunner {
  public:
   static Result<std::unique_ptr<MoeLayerRunner>> create(int lanes = 4);
@@ -73,7 +86,8 @@ class MoeLayerRunner {
   // The last forward's routing, on the device: [tokens, top_k] each, valid until the next call.
   const int32_t* expert_ids() const { return ids_.as<int32_t>(); }
   const float* expert_weights() const { return weights_.as<float>(); }
-  // Rows per expert of the last forward, as read back by the host (offsets, num_experts + 1).
+  // Rows per expert of the last per-expert-path forward, as read back by the host (offsets,
+  // num_experts + 1).
   const std::vector<int32_t>& expert_offsets() const { return offsets_host_; }
 
  private:
@@ -84,9 +98,15 @@ class MoeLayerRunner {
   };
   MoeLayerRunner() = default;
 
-  Status reserve(const MoeLayerWeights& w, int64_t tokens, int64_t top_k);
+  Status reserve(const MoeLayerWeights& w, int64_t tokens, int64_t top_k, bool grouped);
+  // Router GEMM, top-k and permutation, all on the device.
   Status route(const MoeLayerWeights& w, const cpu::RouterParams& router,
                const MoeLayerParams& p, cudaStream_t stream);
+  // The per-expert path's gather of the permuted inputs and the host's read of the row counts.
+  Status gather_and_count(const MoeLayerWeights& w, const MoeLayerParams& p, int64_t experts,
+                          int64_t rows, cudaStream_t stream);
+  Status run_grouped(const MoeLayerWeights& w, const MoeLayerParams& p, int64_t top_k,
+                     cudaStream_t stream);
   Status run_shared(const MoeLayerWeights& w, const MoeLayerParams& p, Lane& lane);
   // One GEMM y[m, n] = x[m, k] · Wᵀ on the lane, BF16 x, W in the layer's dtype ([n, k], with
   // its block scales when FP8).
@@ -105,6 +125,7 @@ class MoeLayerRunner {
   DeviceBuffer logits_, ids_, weights_, offsets_, source_, permuted_row_, scratch_;
   DeviceBuffer xp_, gate_up_, h_, y_;            // permuted rows: x, gate|up, silu·up, expert out
   DeviceBuffer shared_gate_up_, shared_h_, shared_y_;
+  DeviceBuffer active_, grouped_y_;  // grouped path: non-empty experts, F32 expert outputs
 };
 
 }  // namespace latentserve::kernels::cuda

@@ -1,5 +1,5 @@
 // The per-layer work of the CUDA executor, all enqueued on one stream with no allocation and no
-// host wait (except inside MoeLayerRunner, see executor_state.h): linear layers, MLA in the
+// host wait (except on MoeLayerRunner's per-expert path, see executor_state.h): linear layers, MLA in the
 // absorbed form, the dense MLP or MoE, the fused residual add + RMSNorm, and the output head.
 #include <string>
 
@@ -39,7 +39,7 @@ Status CudaExecutor::linear(const DeviceMatrix& w, const void* x, int64_t ldx, i
     p.k = w.cols;
     p.ldx = ldx;
     p.ldy = ldy;
-    return matmul_->bf16(p, stream_.get());
+    return res_->matmul->bf16(p, stream_.get());
   }
   kc::MatmulFp8Params p;
   p.x = x;
@@ -50,7 +50,7 @@ Status CudaExecutor::linear(const DeviceMatrix& w, const void* x, int64_t ldx, i
   p.m = m;
   p.ldx = ldx;
   p.ldy = ldy;
-  return matmul_->fp8(p, stream_.get());
+  return res_->matmul->fp8(p, stream_.get());
 }
 
 Status CudaExecutor::attention(const DeviceMla& w, const AttentionTarget& target, bool gather_mtp_context) {
@@ -69,23 +69,23 @@ Status CudaExecutor::project_queries(const DeviceMla& w) {
   // q: [T, heads, nope + rope] BF16.
   if (w.q_a_proj.data != nullptr) {
     const int64_t rank = w.q_a_proj.rows;
-    LS_RETURN_IF_ERROR(linear(w.q_a_proj, act_.normed.data(), H, T, act_.qa.data(), DType::BF16, rank));
+    LS_RETURN_IF_ERROR(linear(w.q_a_proj, res_->act.normed.data(), H, T, res_->act.qa.data(), DType::BF16, rank));
     kc::RmsNormParams n;
-    n.x = act_.qa.data();
+    n.x = res_->act.qa.data();
     n.weight = w.q_a_layernorm;
-    n.y = act_.qa.data();
+    n.y = res_->act.qa.data();
     n.x_dtype = n.y_dtype = DType::BF16;
     n.weight_dtype = DType::F32;
     n.rows = T;
     n.dim = n.ldx = n.ldy = rank;
     n.eps = eps;
     LS_RETURN_IF_ERROR(kc::rmsnorm(n, s));
-    LS_RETURN_IF_ERROR(linear(w.q_b_proj, act_.qa.data(), rank, T, act_.q.data(), DType::BF16, heads * qk));
+    LS_RETURN_IF_ERROR(linear(w.q_b_proj, res_->act.qa.data(), rank, T, res_->act.q.data(), DType::BF16, heads * qk));
   } else {
-    LS_RETURN_IF_ERROR(linear(w.q_proj, act_.normed.data(), H, T, act_.q.data(), DType::BF16, heads * qk));
+    LS_RETURN_IF_ERROR(linear(w.q_proj, res_->act.normed.data(), H, T, res_->act.q.data(), DType::BF16, heads * qk));
   }
   kc::RopeInterleavedParams r;
-  r.x = bf16_at(act_.q.data(), nope);
+  r.x = bf16_at(res_->act.q.data(), nope);
   r.dtype = DType::BF16;
   r.positions = step_.positions;
   r.inv_freq = inv_freq_.as<float>();
@@ -106,18 +106,18 @@ Status CudaExecutor::write_latents(const DeviceMla& w, const AttentionTarget& ta
   const float eps = float(c.rms_norm_eps);
 
   // kv: [T, latent | k_pe] F32; the latent normalized in place, then the cache write rotates k_pe.
-  LS_RETURN_IF_ERROR(linear(w.kv_a_proj_with_mqa, act_.normed.data(), H, T, act_.kv.data(), DType::F32, dim));
+  LS_RETURN_IF_ERROR(linear(w.kv_a_proj_with_mqa, res_->act.normed.data(), H, T, res_->act.kv.data(), DType::F32, dim));
   kc::RmsNormParams n;
-  n.x = act_.kv.data();
+  n.x = res_->act.kv.data();
   n.weight = w.kv_a_layernorm;
-  n.y = act_.kv.data();
+  n.y = res_->act.kv.data();
   n.rows = T;
   n.dim = lora;
   n.ldx = n.ldy = dim;
   n.eps = eps;
   LS_RETURN_IF_ERROR(kc::rmsnorm(n, s));
   kc::MlaCacheWriteParams cw;
-  cw.kv = act_.kv.data();
+  cw.kv = res_->act.kv.data();
   cw.kv_dtype = DType::F32;
   cw.positions = step_.positions;
   cw.slot_mapping = step_.slots;
@@ -153,33 +153,33 @@ Status CudaExecutor::attend(const DeviceMla& w, const AttentionTarget& target) {
 
   // Absorbed queries: q_latent[t, h] = q_nope[t, h] · W_UK[h], q_rope copied out contiguous.
   if (rope > 0) {
-    LS_CUDA_RETURN_IF_ERROR(cudaMemcpy2DAsync(act_.q_rope.data(), size_t(rope) * 2, bf16_at(act_.q.data(), nope),
+    LS_CUDA_RETURN_IF_ERROR(cudaMemcpy2DAsync(res_->act.q_rope.data(), size_t(rope) * 2, bf16_at(res_->act.q.data(), nope),
                                               size_t(qk) * 2, size_t(rope) * 2, size_t(T * heads),
                                               cudaMemcpyDeviceToDevice, s));
   }
   PerHeadGemmParams uk;
-  uk.x = act_.q.data();
+  uk.x = res_->act.q.data();
   uk.ldx = heads * qk;
   uk.x_head_stride = qk;
   uk.w = w.kv_b_proj.data;
   uk.ldw = lora;
   uk.w_head_stride = (nope + v) * lora;
-  uk.y = act_.q_latent.data();
+  uk.y = res_->act.q_latent.data();
   uk.ldy = heads * lora;
   uk.y_head_stride = lora;
   uk.tokens = T;
   uk.heads = heads;
   uk.k = nope;
   uk.n = lora;
-  LS_RETURN_IF_ERROR(head_gemm_->run(uk, s));
+  LS_RETURN_IF_ERROR(res_->head_gemm->run(uk, s));
 
   if (fast_mla_) {
     kc::MlaAttentionParams a;
-    a.q_latent = act_.q_latent.data();
-    a.q_rope = act_.q_rope.data();
+    a.q_latent = res_->act.q_latent.data();
+    a.q_rope = res_->act.q_rope.data();
     a.cache = target.read_cache;
     a.block_tables = target.read_tables;
-    a.out = act_.o_latent.data();
+    a.out = res_->act.o_latent.data();
     a.out_dtype = DType::BF16;
     a.num_blocks = target.read_blocks;
     a.block_size = block_size_;
@@ -189,13 +189,13 @@ Status CudaExecutor::attend(const DeviceMla& w, const AttentionTarget& target) {
     LS_RETURN_IF_ERROR(kc::mla_attention(a, plan_, s));
   } else {
     kc::MlaGenericParams a;
-    a.q_latent = act_.q_latent.data();
-    a.q_rope = act_.q_rope.data();
+    a.q_latent = res_->act.q_latent.data();
+    a.q_rope = res_->act.q_rope.data();
     a.cache = target.read_cache;
     a.block_tables = target.read_tables;
     a.token_sequence = step_.token_sequence;
     a.positions = step_.positions;
-    a.out = act_.o_latent.data();
+    a.out = res_->act.o_latent.data();
     a.out_dtype = DType::BF16;
     a.num_tokens = T;
     a.heads = heads;
@@ -210,58 +210,59 @@ Status CudaExecutor::attend(const DeviceMla& w, const AttentionTarget& target) {
 
   // o[t, h] = W_UV[h] · o_latent[t, h]: back from latent space to the value head, then o_proj.
   PerHeadGemmParams uv;
-  uv.x = act_.o_latent.data();
+  uv.x = res_->act.o_latent.data();
   uv.ldx = heads * lora;
   uv.x_head_stride = lora;
   uv.w = bf16_at(w.kv_b_proj.data, nope * lora);
   uv.ldw = lora;
   uv.w_head_stride = (nope + v) * lora;
   uv.transpose_w = true;
-  uv.y = act_.o.data();
+  uv.y = res_->act.o.data();
   uv.ldy = heads * v;
   uv.y_head_stride = v;
   uv.tokens = T;
   uv.heads = heads;
   uv.k = lora;
   uv.n = v;
-  LS_RETURN_IF_ERROR(head_gemm_->run(uv, s));
-  return linear(w.o_proj, act_.o.data(), heads * v, T, act_.branch.data(), DType::F32, H);
+  LS_RETURN_IF_ERROR(res_->head_gemm->run(uv, s));
+  return linear(w.o_proj, res_->act.o.data(), heads * v, T, res_->act.branch.data(), DType::F32, H);
 }
 
 Status CudaExecutor::ffn(const DeviceLayer& layer) {
   const int64_t T = step_.tokens, H = config_->hidden_size;
   if (layer.moe) {
     kc::MoeLayerParams p;
-    p.x = act_.normed.data();
+    p.x = res_->act.normed.data();
     p.ldx = H;
-    p.out = act_.branch.data();
+    p.out = res_->act.branch.data();
     p.out_dtype = DType::F32;
     p.ld_out = H;
     p.tokens = T;
-    return moe_->forward(*layer.moe, router_, p, stream_.get());
+    p.path = moe_path_;
+    return res_->moe->forward(*layer.moe, router_, p, stream_.get());
   }
   if (!layer.mlp) return make_error("a decoder layer has neither an MLP nor a MoE");
   const DeviceMlp& m = *layer.mlp;
-  LS_RETURN_IF_ERROR(linear(m.gate_up, act_.normed.data(), H, T, act_.gate_up.data(), DType::BF16, 2 * m.width));
+  LS_RETURN_IF_ERROR(linear(m.gate_up, res_->act.normed.data(), H, T, res_->act.gate_up.data(), DType::BF16, 2 * m.width));
   kc::MoeSiluMulParams sm;
-  sm.gate_up = act_.gate_up.data();
+  sm.gate_up = res_->act.gate_up.data();
   sm.in_dtype = DType::BF16;
   sm.ld_in = 2 * m.width;
-  sm.out = act_.act.data();
+  sm.out = res_->act.act.data();
   sm.out_dtype = DType::BF16;
   sm.ld_out = m.width;
   sm.rows = T;
   sm.width = m.width;
   LS_RETURN_IF_ERROR(kc::moe_silu_mul(sm, stream_.get()));
-  return linear(m.down, act_.act.data(), m.width, T, act_.branch.data(), DType::F32, H);
+  return linear(m.down, res_->act.act.data(), m.width, T, res_->act.branch.data(), DType::F32, H);
 }
 
 Status CudaExecutor::add_norm(const float* weight, bool add, void* y, DType y_dtype) {
   const int64_t H = config_->hidden_size;
   kc::AddRmsNormParams p;
-  p.residual = act_.x.as<float>();
+  p.residual = res_->act.x.as<float>();
   p.ld_residual = H;
-  p.delta = add ? act_.branch.data() : nullptr;
+  p.delta = add ? res_->act.branch.data() : nullptr;
   p.delta_dtype = DType::F32;
   p.ld_delta = H;
   p.weight = weight;
@@ -278,18 +279,18 @@ Status CudaExecutor::head(const DeviceMatrix& head) {
   const int64_t H = config_->hidden_size, R = step_.logit_rows;
   if (R == 0) return ok_status();
   kc::GatherRowsParams g;
-  g.src = act_.hidden.data();
+  g.src = res_->act.hidden.data();
   g.src_dtype = DType::F32;
   g.ld_src = H;
   g.num_src_rows = step_.tokens;
   g.index32 = step_.logit_index;
-  g.dst = act_.selected.data();
+  g.dst = res_->act.selected.data();
   g.dst_dtype = DType::BF16;
   g.ld_dst = H;
   g.rows = R;
   g.cols = H;
   LS_RETURN_IF_ERROR(kc::gather_rows(g, stream_.get()));
-  return linear(head, act_.selected.data(), H, R, act_.logits.data(), DType::F32, config_->vocab_size);
+  return linear(head, res_->act.selected.data(), H, R, res_->act.logits.data(), DType::F32, config_->vocab_size);
 }
 
 }  // namespace latentserve::models::cuda

@@ -70,12 +70,12 @@ Result<dsv3::MtpForwardOutput> CudaExecutor::mtp_forward(const Batch& batch, con
   cudaStream_t s = stream_.get();
 
   // cat: [T, 2H] BF16 = [enorm(embed(t_{i+1})) | hnorm(h_i)], the embedding half first.
-  LS_CUDA_RETURN_IF_ERROR(cudaMemcpyAsync(act_.mtp_in.data(), hidden.data(), hidden.size() * sizeof(float),
+  LS_CUDA_RETURN_IF_ERROR(cudaMemcpyAsync(res_->act.mtp_in.data(), hidden.data(), hidden.size() * sizeof(float),
                                           cudaMemcpyHostToDevice, s));
   kc::RmsNormParams n;
-  n.x = act_.mtp_in.data();
+  n.x = res_->act.mtp_in.data();
   n.weight = w.hnorm;
-  n.y = static_cast<char*>(act_.mtp_cat.data()) + H * 2;
+  n.y = static_cast<char*>(res_->act.mtp_cat.data()) + H * 2;
   n.y_dtype = DType::BF16;
   n.rows = T;
   n.dim = n.ldx = H;
@@ -88,26 +88,26 @@ Result<dsv3::MtpForwardOutput> CudaExecutor::mtp_forward(const Batch& batch, con
   embed.ld_src = H;
   embed.num_src_rows = w.embed_tokens.rows;
   embed.index32 = step_.token_ids;
-  embed.dst = act_.mtp_in.data();  // the hidden rows are consumed above, in stream order
+  embed.dst = res_->act.mtp_in.data();  // the hidden rows are consumed above, in stream order
   embed.dst_dtype = DType::F32;
   embed.ld_dst = H;
   embed.rows = T;
   embed.cols = H;
   LS_RETURN_IF_ERROR(kc::gather_rows(embed, s));
   n.weight = w.enorm;
-  n.y = act_.mtp_cat.data();
+  n.y = res_->act.mtp_cat.data();
   LS_RETURN_IF_ERROR(kc::rmsnorm(n, s));
   // x: [T, H] the block's residual stream.
-  LS_RETURN_IF_ERROR(linear(w.eh_proj, act_.mtp_cat.data(), 2 * H, T, act_.x.data(), DType::F32, H));
+  LS_RETURN_IF_ERROR(linear(w.eh_proj, res_->act.mtp_cat.data(), 2 * H, T, res_->act.x.data(), DType::F32, H));
 
   const DeviceLayer& block = w.block;
-  LS_RETURN_IF_ERROR(add_norm(block.input_layernorm, false, act_.normed.data(), DType::BF16));
+  LS_RETURN_IF_ERROR(add_norm(block.input_layernorm, false, res_->act.normed.data(), DType::BF16));
   AttentionTarget target{cache_[size_t(layer)].data(), mtp_scratch_.data(), std::max<int64_t>(step_.local_blocks, 1),
                          step_.local_tables, step_.local_stride};
   Status st = attention(block.attn, target, /*gather_mtp_context=*/true);
-  if (st.ok()) st = add_norm(block.post_attention_layernorm, true, act_.normed.data(), DType::BF16);
+  if (st.ok()) st = add_norm(block.post_attention_layernorm, true, res_->act.normed.data(), DType::BF16);
   if (st.ok()) st = ffn(block);
-  if (st.ok()) st = add_norm(w.shared_head_norm, true, act_.hidden.data(), DType::F32);
+  if (st.ok()) st = add_norm(w.shared_head_norm, true, res_->act.hidden.data(), DType::F32);
   if (st.ok()) st = head(w.shared_head_head);
   if (!st.ok()) return st.error().with_context("MTP layer " + std::to_string(mtp_layer));
   LS_ASSIGN_OR_RETURN(dsv3::ForwardOutput out, finish(T, step_.logit_rows));
@@ -116,7 +116,13 @@ Result<dsv3::MtpForwardOutput> CudaExecutor::mtp_forward(const Batch& batch, con
 
 Result<std::unique_ptr<dsv3::ModelExecutor>> make_cuda_executor(const dsv3::Model& model,
                                                                 const dsv3::ExecutorConfig& config) {
-  return CudaExecutor::create(model, config);
+  return CudaExecutor::create(model, config, decode_graph_options_from_env());
+}
+
+Result<std::unique_ptr<dsv3::ModelExecutor>> make_cuda_executor(const dsv3::Model& model,
+                                                                const dsv3::ExecutorConfig& config,
+                                                                const DecodeGraphOptions& graphs) {
+  return CudaExecutor::create(model, config, graphs);
 }
 
 }  // namespace latentserve::models::cuda

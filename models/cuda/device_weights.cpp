@@ -182,6 +182,10 @@ Result<kc::MoeLayerWeights> upload_moe(Uploader& up, const deepseek_v3::MoeWeigh
     d.shared = sw;
     d.shared_width = w.shared_experts->gate_proj.rows;
   }
+  // The expert table itself, for the grouped kernels that pick experts on the device.
+  LS_ASSIGN_OR_RETURN(const void* table, up.bytes(d.experts.data(), d.experts.size() * sizeof(kc::MoeExpertWeights),
+                                                  at + "experts table"));
+  d.device_experts = static_cast<const kc::MoeExpertWeights*>(table);
   return d;
 }
 

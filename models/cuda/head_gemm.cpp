@@ -9,6 +9,8 @@ namespace latentserve::models::cuda {
 
 namespace {
 
+constexpr size_t kWorkspaceBytes = size_t(8) << 20;
+
 Status cublas_ok(cublasStatus_t st, const char* what) {
   if (st == CUBLAS_STATUS_SUCCESS) return ok_status();
   return make_error(std::string(what) + " failed: " + cublasGetStatusName(st) + ": " +
@@ -38,6 +40,7 @@ void per_head_gemm_reference(const PerHeadGemmParams& p, const float* x, const f
 Result<std::unique_ptr<PerHeadGemm>> PerHeadGemm::create() {
   std::unique_ptr<PerHeadGemm> g(new PerHeadGemm());
   LS_RETURN_IF_ERROR(cublas_ok(cublasCreate(&g->handle_), "cublasCreate"));
+  LS_ASSIGN_OR_RETURN(g->workspace_, kernels::cuda::DeviceBuffer::allocate(kWorkspaceBytes, "cuBLAS workspace"));
   return g;
 }
 
@@ -65,6 +68,9 @@ Status PerHeadGemm::run(const PerHeadGemmParams& p, cudaStream_t stream) {
   }
   if (p.x == nullptr || p.w == nullptr || p.y == nullptr) return make_error("per_head_gemm: null pointer");
   LS_RETURN_IF_ERROR(cublas_ok(cublasSetStream(handle_, stream), "cublasSetStream"));
+  // Set after every cublasSetStream, which resets the handle to cuBLAS's own workspace pool.
+  LS_RETURN_IF_ERROR(cublas_ok(cublasSetWorkspace(handle_, workspace_.data(), workspace_.size()),
+                               "cublasSetWorkspace"));
   const float alpha = 1.0f, beta = 0.0f;
   return cublas_ok(
       cublasGemmStridedBatchedEx(handle_, p.transpose_w ? CUBLAS_OP_T : CUBLAS_OP_N, CUBLAS_OP_N,

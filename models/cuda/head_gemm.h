@@ -10,6 +10,7 @@
 #include <memory>
 
 #include "common/result.h"
+#include "kernels/cuda/device_buffer.h"
 
 namespace latentserve::models::cuda {
 
@@ -32,7 +33,8 @@ struct PerHeadGemmParams {
 // The plain CPU twin on float arrays with the same strides (elements).
 void per_head_gemm_reference(const PerHeadGemmParams& p, const float* x, const float* w, float* y);
 
-// Owns a cuBLAS handle bound to the current device. Not thread-safe.
+// Owns a cuBLAS handle bound to the current device and its workspace: with a workspace of its own
+// cuBLAS allocates nothing during a CUDA graph capture. Not thread-safe.
 class PerHeadGemm {
  public:
   static Result<std::unique_ptr<PerHeadGemm>> create();
@@ -46,6 +48,7 @@ class PerHeadGemm {
  private:
   PerHeadGemm() = default;
   cublasHandle_t handle_ = nullptr;
+  kernels::cuda::DeviceBuffer workspace_;
 };
 
 }  // namespace latentserve::models::cuda

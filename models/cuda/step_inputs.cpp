@@ -39,12 +39,12 @@ int64_t shifted_slot(const BatchSequence& s, int64_t block_size, int64_t positio
 }  // namespace
 
 Result<StepView> StepInputs::upload(const Batch& batch, int64_t block_size, bool mtp_shift,
-                                    cudaStream_t stream) {
+                                    cudaStream_t stream, int64_t min_table_stride) {
   const int64_t T = batch.num_tokens();
   const int64_t S = int64_t(batch.sequences.size());
   std::vector<int32_t> token_sequence(size_t(T), 0);
   std::vector<int64_t> slots = batch.slot_mapping;
-  int64_t stride = 1;
+  int64_t stride = std::max<int64_t>(min_table_stride, 1);
   for (const BatchSequence& s : batch.sequences) stride = std::max<int64_t>(stride, int64_t(s.block_table.size()));
   std::vector<int32_t> tables(size_t(S * stride), 0);
   std::vector<int64_t> gather;

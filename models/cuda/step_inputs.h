@@ -39,8 +39,11 @@ class StepInputs {
  public:
   // The main layers: slots are batch.slot_mapping. With `mtp_shift`, the MTP layout of mtp.h:
   // each token's latent goes to the slot of position + 1, and the gather list is built. The batch
-  // must have been validated (and, for MTP, its tables checked to cover context_len + 1).
-  Result<StepView> upload(const Batch& batch, int64_t block_size, bool mtp_shift, cudaStream_t stream);
+  // must have been validated (and, for MTP, its tables checked to cover context_len + 1). Block
+  // tables are padded to at least `min_table_stride` entries: with a fixed stride (and batch
+  // sizes), every upload has the same layout and the device buffer stays where it is.
+  Result<StepView> upload(const Batch& batch, int64_t block_size, bool mtp_shift, cudaStream_t stream,
+                          int64_t min_table_stride = 1);
 
  private:
   std::vector<char> host_;
