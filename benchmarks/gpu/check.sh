@@ -4,16 +4,26 @@
 #   1. configures and builds the GPU targets for sm_90a: tests_cuda and every bench_gpu_* target
 #      (benchmarks/gpu/*.cu|*.cpp);
 #   2. runs every GPU test (tests_cuda: each CUDA kernel against the CPU reference on random inputs
-#      of awkward sizes, and the CUDA model executor against the CPU model on tiny-dsv3, which it
-#      reads from ../shared/fixtures or $LATENTSERVE_SHARED_FIXTURES);
+#      of awkward sizes, the GPU sampler against its CPU reference, and the CUDA model executor
+#      against the CPU model on tiny-dsv3, which it reads from ../shared/fixtures or
+#      $LATENTSERVE_SHARED_FIXTURES, and on a 2-layer lite model it writes to the temp folder,
+#      ~6 GB in BF16 and FP8, for the tensor-core MLA kernel);
 #   3. runs bench_gpu_ceilings first (device-to-device copy bandwidth counted as bytes read +
 #      written, cuBLASLt BF16 and FP8 GEMMs at 8192^3, then the FP8 block-scaled GEMM target at
 #      M=4096 N=7168 K=2048 against BF16), then every other bench_gpu_* benchmark with the measured
 #      ceilings in its environment: LATENTSERVE_CEILING_COPY_BYTES_PER_S,
 #      LATENTSERVE_CEILING_BF16_TFLOPS, LATENTSERVE_CEILING_FP8_TFLOPS;
+#      Among them: bench_gpu_decode_step_bench (a decode step of 4 DeepSeek-V3-shaped FP8 MoE layers,
+#      ~50 GB of random weights made on the device, batch 1/8/64 at 4096 cached tokens, eager and
+#      CUDA graphs: step time, bytes read vs the copy ceiling, CUPTI idle fraction) and
+#      bench_gpu_sampling_bench (GPU sampler vs logits to the host + CPU sampler at batch 256);
 #   4. prints last one table made of every line the benchmarks print that starts with "| "
 #      (columns: metric | measured | reference | ratio | target).
 # Exit status 0 when everything built and every test and benchmark passed.
+#
+# Time on one H200 (estimated, not yet measured): build ~3-4 min on 16 cores (capped at 330 s),
+# tests ~1-2 min (writing the lite models and their CPU forward dominate; capped at 240 s),
+# ceilings ~30 s, each other benchmark ~10-30 s (capped at 120 s each): about 7 minutes.
 #
 # Header-only dependencies: the build needs nlohmann/json and Catch2 v2 (headers plus their CMake
 # package files). Where they are not installed, collect them once on a machine that has them
