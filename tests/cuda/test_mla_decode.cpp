@@ -2,7 +2,8 @@
 // mla_attention_absorbed_reference on random inputs: head counts 1, 3, 16, 128; contexts around
 // the 64-token tile (1, 63, 64, 65) and long (4097); shuffled block tables; several sequences of
 // different lengths; q_len 1 and > 1 (speculative verification, prefill with a cached prefix);
-// no split, one cache tile per split, and the automatic plan; F32 and BF16 output.
+// no split, one cache tile per split, and the automatic plan; F32 and BF16 output; decode through
+// the fixed-shape plan (mla_fixed_plan.h) with one, few and many splits, empty ones included.
 #include <catch2/catch.hpp>
 
 #include <algorithm>
@@ -16,6 +17,7 @@
 
 #include "kernels/cpu/attention.h"
 #include "kernels/cuda/mla_decode.h"
+#include "kernels/cuda/mla_fixed_plan.h"
 #include "kernels/cuda/mla_plan.h"
 #include "test_mla_util.h"
 
@@ -35,6 +37,7 @@ struct Case {
   int64_t block_size = 64;
   int tiles_per_split = 0;  // 0: automatic
   DType out_dtype = DType::F32;
+  int fixed_splits = 0;  // > 0: the fixed-shape decode plan (mla_fixed_plan.h) with this many splits
 };
 
 // Physical blocks for every sequence, shuffled so no table is contiguous or in order.
@@ -105,6 +108,22 @@ void run_case(const Case& c, std::mt19937& rng) {
   DeviceMemory workspace(plan->workspace_bytes());
   auto dplan = cuda::mla_plan_upload(*plan, workspace.ptr, plan->workspace_bytes(), nullptr);
   require_ok(dplan.ok() ? latentserve::ok_status() : latentserve::Status(dplan.error()));
+  cuda::MlaFixedPlanShape shape;
+  shape.num_sequences = int32_t(seqs.size());
+  shape.heads = H;
+  shape.splits = std::max(c.fixed_splits, 1);
+  shape.max_context = int32_t(stride * c.block_size);
+  std::vector<int32_t> positions;
+  for (const cuda::MlaSequence& q : seqs) positions.push_back(q.context_len - 1);
+  DeviceMemory d_positions(positions.size() * 4);
+  DeviceMemory fixed_workspace(cuda::mla_fixed_plan_workspace_bytes(shape));
+  if (c.fixed_splits > 0) {
+    for (const cuda::MlaSequence& q : seqs) REQUIRE(q.query_len == 1);
+    to_device(d_positions, positions);
+    dplan = cuda::mla_fixed_plan(shape, d_positions.as<int32_t>(), fixed_workspace.ptr,
+                                 cuda::mla_fixed_plan_workspace_bytes(shape), nullptr);
+    require_ok(dplan.ok() ? latentserve::ok_status() : latentserve::Status(dplan.error()));
+  }
 
   DeviceMemory d_cache(cache.bits.size() * 2), d_ql(ql.bits.size() * 2), d_qr(qr.bits.size() * 2);
   DeviceMemory d_tables(tables.size() * 4);
@@ -161,6 +180,36 @@ TEST_CASE("cuda mla attention: decode, one token per sequence", "[cuda][mla]") {
     run_case({16, {{1, 63}, {1, 64}, {1, 65}, {1, 1}, {1, 130}}, 64, split}, rng);
   }
   run_case({128, {{1, 65}, {1, 1}, {1, 200}}, 64, 1, DType::BF16}, rng);
+}
+
+TEST_CASE("cuda mla attention: the fixed-shape decode plan", "[cuda][mla][fixed]") {
+  std::mt19937 rng(std::random_device{}());
+  std::uniform_int_distribution<int32_t> len(1, 3000);
+  // One split (no merge); splits past a short context's end (empty, ignored by the merge); as
+  // many splits as the executor picks for one sequence on an H100/H200 (132/2).
+  for (int splits : {1, 3, 66}) {
+    run_case({128, {{1, 1}, {1, 65}, {1, 4097}}, 64, 0, DType::BF16, splits}, rng);
+    run_case({16, {{1, len(rng)}, {1, len(rng)}, {1, 63}, {1, 256}, {1, len(rng)}}, 16, 0, DType::F32, splits}, rng);
+  }
+  run_case({3, {{1, len(rng)}, {1, 2}}, 48, 0, DType::F32, 7}, rng);
+}
+
+TEST_CASE("mla_fixed_plan: shapes and errors", "[cuda][mla][fixed]") {
+  auto splits = cuda::mla_fixed_plan_splits(1, 128, 132);
+  REQUIRE(splits.ok());
+  CHECK(*splits == 66);
+  CHECK(*cuda::mla_fixed_plan_splits(256, 128, 132) == 1);
+  CHECK(*cuda::mla_fixed_plan_splits(1, 1, 1000) == cuda::kMlaFixedMaxSplits);
+  CHECK(!cuda::mla_fixed_plan_splits(0, 128, 132).ok());
+  cuda::MlaFixedPlanShape shape;
+  shape.num_sequences = 4;
+  shape.heads = 128;
+  shape.splits = 0;
+  DeviceMemory ws(1 << 20), positions(16);
+  CHECK(!cuda::mla_fixed_plan(shape, positions.as<int32_t>(), ws.ptr, 1 << 20, nullptr).ok());
+  shape.splits = 2;
+  CHECK(!cuda::mla_fixed_plan(shape, positions.as<int32_t>(), ws.ptr, 64, nullptr).ok());
+  CHECK(cuda::mla_fixed_plan(shape, positions.as<int32_t>(), ws.ptr, 1 << 20, nullptr)->num_work == 16);
 }
 
 TEST_CASE("cuda mla attention: long contexts with and without split-KV", "[cuda][mla]") {

@@ -1,6 +1,6 @@
 // The whole GPU MoE layer (MoeLayerRunner) against the CPU model's moe_forward
 // (models/deepseek_v3/ffn.cpp) on fresh random weights and inputs: BF16 experts at awkward sizes
-// and FP8 block-scaled experts. Router logits are summed in a different order on the GPU, so a
+// and FP8 block-scaled experts, through per-expert GEMMs and through the grouped kernels. Router logits are summed in a different order on the GPU, so a
 // token whose routing sits on a near tie may pick other experts; such tokens must be rare and are
 // skipped, every other token must agree within the rounding of the GPU path's BF16 (or FP8)
 // intermediates, measured as the relative L2 error of the token's output row.
@@ -9,6 +9,7 @@
 #include <cmath>
 #include <cstdint>
 #include <random>
+#include <string>
 #include <vector>
 
 #include "common/dtype.h"
@@ -136,8 +137,9 @@ cpu::RouterParams router_for(const Shape& s) {
   return p;
 }
 
-void check_layer(const Shape& s, DType dtype, double tolerance, std::mt19937& rng) {
-  INFO("tokens=" << s.tokens << " experts=" << s.experts << " top_k=" << s.top_k << " hidden="
+void check_layer(const Shape& s, DType dtype, double tolerance, std::mt19937& rng,
+                 cuda::MoeExpertPath path = cuda::MoeExpertPath::kPerExpertGemm) {
+  INFO("path=" << int(path) << " tokens=" << s.tokens << " experts=" << s.experts << " top_k=" << s.top_k << " hidden="
                  << s.hidden << " width=" << s.width << " shared=" << s.shared_width
                  << " dtype=" << latentserve::dtype_name(dtype));
   const int64_t T = s.tokens, H = s.hidden, I = s.width, Is = s.shared_width;
@@ -176,6 +178,9 @@ void check_layer(const Shape& s, DType dtype, double tolerance, std::mt19937& rn
   gw.bias = d_bias.as<float>();
   for (int64_t e = 0; e < s.experts; ++e)
     gw.experts.push_back({g_gate_up.matrix(e), g_gate_up.scale(e), g_down.matrix(e), g_down.scale(e)});
+  DeviceMemory d_table(gw.experts.size() * sizeof(cuda::MoeExpertWeights));
+  to_device(d_table, gw.experts);
+  if (path != cuda::MoeExpertPath::kPerExpertGemm) gw.device_experts = d_table.as<const cuda::MoeExpertWeights>();
   if (Is > 0) {
     gw.shared = cuda::MoeExpertWeights{g_sh_gate_up.matrix(0), g_sh_gate_up.scale(0), g_sh_down.matrix(0), g_sh_down.scale(0)};
     gw.shared_width = Is;
@@ -187,6 +192,7 @@ void check_layer(const Shape& s, DType dtype, double tolerance, std::mt19937& rn
   p.out_dtype = DType::F32;
   p.ld_out = H;
   p.tokens = T;
+  p.path = path;
   auto runner = cuda::MoeLayerRunner::create(3);
   require_ok(runner.ok() ? latentserve::Status() : latentserve::Status(runner.error()));
   require_ok((*runner)->forward(gw, rp, p, nullptr));
@@ -241,6 +247,26 @@ TEST_CASE("cuda MoE layer, FP8 block-scaled experts, against the CPU model's moe
   check_layer({7, 16, 8, 1, 1, 200, 128, 0}, DType::F8_E4M3, 0.1, rng);
 }
 
+TEST_CASE("cuda MoE layer, grouped expert kernels (no host wait), against the CPU model's moe_forward",
+          "[cuda][moe][grouped]") {
+  std::mt19937 rng(std::random_device{}());
+  const auto grouped = cuda::MoeExpertPath::kGrouped;
+  // Decode-sized batches: one row per expert, several rows sharing an expert (more than one
+  // group of 8 when every token picks it), hidden/width off the 16-byte vector path (200, 72)
+  // and on it, DeepSeek-V3's hidden width.
+  check_layer({1, 16, 4, 4, 2, 256, 64, 64}, DType::BF16, 0.02, rng, grouped);
+  check_layer({3, 16, 6, 4, 2, 200, 72, 0}, DType::BF16, 0.02, rng, grouped);
+  check_layer({19, 4, 4, 1, 1, 128, 96, 128}, DType::BF16, 0.02, rng, grouped);
+  check_layer({33, 16, 8, 4, 2, 7168, 128, 0}, DType::BF16, 0.02, rng, grouped);
+  check_layer({256, 256, 8, 8, 4, 256, 128, 256}, DType::BF16, 0.02, rng, grouped);
+  // Stacked FP8 gate/up keeps the checkpoints' block scales only when width is a multiple of 128.
+  check_layer({1, 16, 8, 1, 1, 384, 256, 256}, DType::F8_E4M3, 0.1, rng, grouped);
+  check_layer({5, 16, 4, 4, 2, 200, 128, 0}, DType::F8_E4M3, 0.1, rng, grouped);
+  check_layer({40, 8, 6, 1, 1, 7168, 256, 128}, DType::F8_E4M3, 0.1, rng, grouped);
+  // kAuto takes the grouped path at these sizes once the table is on the device.
+  check_layer({7, 16, 4, 4, 2, 256, 64, 64}, DType::BF16, 0.02, rng, cuda::MoeExpertPath::kAuto);
+}
+
 TEST_CASE("cuda MoE layer: bad parameters are errors", "[cuda][moe]") {
   auto runner = cuda::MoeLayerRunner::create(2);
   require_ok(runner.ok() ? latentserve::Status() : latentserve::Status(runner.error()));
@@ -263,5 +289,8 @@ TEST_CASE("cuda MoE layer: bad parameters are errors", "[cuda][moe]") {
   CHECK(!(*runner)->forward(w, rp, p, nullptr).ok());
   p.ldx = 64;
   w.dtype = DType::F32;
+  CHECK(!(*runner)->forward(w, rp, p, nullptr).ok());
+  w.dtype = DType::BF16;
+  p.path = cuda::MoeExpertPath::kGrouped;  // without the experts' table on the device
   CHECK(!(*runner)->forward(w, rp, p, nullptr).ok());
 }

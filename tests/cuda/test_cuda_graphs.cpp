@@ -1,0 +1,207 @@
+// CUDA-graph decode steps: an executor replaying graphs against one with graphs off, driven in
+// lockstep over the same batches (fresh random prompts, then decode steps whose batch sizes pad
+// to several buckets, one context crossing the captured block-table width so a bucket is
+// re-captured). tiny-dsv3 exercises the generic MLA kernel, a 2-layer lite-preset model (BF16 and
+// FP8) the tensor-core kernel with the fixed-shape plan. Also the host side: buckets, padding and
+// the environment switch.
+#include <catch2/catch.hpp>
+
+#include <algorithm>
+#include <cmath>
+#include <cstdlib>
+#include <filesystem>
+#include <map>
+#include <memory>
+#include <random>
+#include <string>
+#include <vector>
+
+#include <unistd.h>
+
+#include "../models/model_harness.h"
+#include "models/cuda/cuda_executor.h"
+#include "models/cuda/decode_graph.h"
+#include "models/cuda/executor_state.h"
+#include "models/make_model.h"
+
+namespace {
+
+using namespace latentserve;
+using namespace latentserve::testing;
+namespace dsv3 = latentserve::models::deepseek_v3;
+namespace mc = latentserve::models::cuda;
+namespace fs = std::filesystem;
+
+constexpr int64_t kBlockSize = 16;
+constexpr int64_t kBlocksPerSequence = 24;  // 384 tokens: room past the first captured width (256)
+constexpr int64_t kSequences = 6;
+constexpr int64_t kNumBlocks = kSequences * kBlocksPerSequence + 5;
+
+const Model& lite_model(bool fp8) {
+  static std::map<bool, std::unique_ptr<Model>> models;
+  auto it = models.find(fp8);
+  if (it != models.end()) return *it->second;
+  const std::string dir = (fs::temp_directory_path() / ("latentserve-cuda-graphs-" + std::string(fp8 ? "fp8-" : "bf16-") +
+                                                        std::to_string(::getpid()))).string();
+  models::MakeModelOptions m;
+  m.preset = "lite";
+  m.out_dir = dir;
+  m.seed = std::random_device{}();
+  m.fp8 = fp8;
+  m.num_layers = 2;
+  INFO("seed " << m.seed);
+  const Status made = models::make_model(m);
+  if (!made.ok()) FAIL(made.error().message);
+  auto loaded = Model::load(dir);
+  std::error_code ec;
+  fs::remove_all(dir, ec);
+  if (!loaded.ok()) FAIL(loaded.error().message);
+  REQUIRE((*loaded)->config().kv_lora_rank == 512);
+  return *models.emplace(fp8, std::move(loaded).value()).first->second;
+}
+
+std::unique_ptr<dsv3::ModelExecutor> executor(const Model& model, bool graphs) {
+  dsv3::ExecutorConfig config;
+  config.device = dsv3::Device::kCuda;
+  config.num_cache_layers = model.num_cache_layers();
+  config.block_size = kBlockSize;
+  config.num_blocks = kNumBlocks;
+  mc::DecodeGraphOptions options;
+  options.enabled = graphs;
+  options.buckets = {1, 2, 4, 8};
+  auto e = mc::make_cuda_executor(model, config, options);
+  if (!e.ok()) FAIL(e.error().message);
+  return std::move(e).value();
+}
+
+double relative_l2(const float* got, const float* want, int64_t n) {
+  double diff = 0.0, norm = 0.0;
+  for (int64_t i = 0; i < n; ++i) {
+    diff += (double(got[i]) - want[i]) * (double(got[i]) - want[i]);
+    norm += double(want[i]) * want[i];
+  }
+  return std::sqrt(diff / std::max(norm, 1e-30));
+}
+
+// Rows of [rows, n] within `tol` relative L2 of each other, and no value that is not finite.
+void compare_rows(const std::vector<float>& got, const std::vector<float>& want, int64_t n, double tol,
+                  const std::string& what) {
+  REQUIRE(got.size() == want.size());
+  for (int64_t r = 0; r < int64_t(want.size()) / n; ++r) {
+    const float* g = got.data() + r * n;
+    INFO(what << " row " << r);
+    CHECK(std::all_of(g, g + n, [](float v) { return std::isfinite(v); }));
+    CHECK(relative_l2(g, want.data() + r * n, n) <= tol);
+  }
+}
+
+struct Seq {
+  std::vector<int32_t> table;
+  int32_t cached = 0;
+  int32_t next = 0;  // the token the next decode step feeds
+};
+
+// Prefills kSequences random prompts (one of them long) on both executors, then runs decode steps
+// over the first n sequences for each n in `sizes`, feeding the eager executor's greedy tokens to
+// both and comparing every step's logits and hidden rows.
+void run_lockstep(const Model& model, const std::vector<int>& sizes, double tol) {
+  const int64_t V = model.config().vocab_size, H = model.config().hidden_size;
+  auto eager = executor(model, false);
+  auto graph = executor(model, true);
+  std::mt19937 rng(std::random_device{}());
+  std::uniform_int_distribution<int32_t> token(1, int32_t(V) - 1);
+  std::vector<Seq> seqs(kSequences);
+  Batch prefill;
+  for (int64_t s = 0; s < kSequences; ++s) {
+    // Blocks of each sequence interleaved with the others' so no table is contiguous.
+    for (int64_t b = 0; b < kBlocksPerSequence; ++b) seqs[size_t(s)].table.push_back(int32_t(b * kSequences + s));
+    const int32_t len = s == 0 ? 250 : 3 + int32_t(rng() % 40);
+    std::vector<int32_t> p(static_cast<size_t>(len));
+    for (int32_t& t : p) t = token(rng);
+    models::append_sequence(prefill, p, 0, seqs[size_t(s)].table, kBlockSize, true);
+    seqs[size_t(s)].cached = len;
+  }
+  auto want = eager->forward(prefill);
+  auto got = graph->forward(prefill);
+  REQUIRE(want.ok());
+  REQUIRE(got.ok());
+  compare_rows(got->logits, want->logits, V, tol, "prefill logits");
+  for (int64_t s = 0; s < kSequences; ++s) seqs[size_t(s)].next = argmax(want->logits.data() + s * V, V);
+
+  int step = 0;
+  for (int n : sizes) {
+    Batch b;
+    for (int s = 0; s < n; ++s) {
+      Seq& q = seqs[size_t(s)];
+      models::append_sequence(b, {q.next}, q.cached, q.table, kBlockSize, true);
+    }
+    auto w = eager->forward(b);
+    auto g = graph->forward(b);
+    if (!w.ok()) FAIL("eager: " << w.error().message);
+    if (!g.ok()) FAIL("graph: " << g.error().message);
+    const std::string what = "step " + std::to_string(step++) + " (" + std::to_string(n) + " sequences)";
+    REQUIRE(g->logits.size() == size_t(n * V));
+    REQUIRE(g->hidden.size() == size_t(n * H));
+    compare_rows(g->logits, w->logits, V, tol, what + " logits");
+    compare_rows(g->hidden, w->hidden, H, tol, what + " hidden");
+    for (int s = 0; s < n; ++s) {
+      seqs[size_t(s)].cached += 1;
+      seqs[size_t(s)].next = argmax(w->logits.data() + s * V, V);
+    }
+  }
+  const auto* cuda = dynamic_cast<const mc::CudaExecutor*>(graph.get());
+  REQUIRE(cuda != nullptr);
+  INFO(graph->description());
+  CHECK(cuda->graph_replays() > 0);
+  CHECK(dynamic_cast<const mc::CudaExecutor*>(eager.get())->graph_replays() == 0);
+}
+
+// Buckets 1, 4, 8 and 2 each see a warm-up run, a capture and replays; sequence 0 (250 cached)
+// crosses 256 tokens, the first captured table width, during the steps.
+const std::vector<int> kSizes = {1, 1, 1, 3, 4, 3, 5, 6, 5, 2, 2, 2, 1, 3, 6, 1, 1, 1, 1, 1, 1, 4, 4};
+
+}  // namespace
+
+TEST_CASE("CUDA graphs: buckets, padding and the environment switch", "[cuda][graphs]") {
+  const std::vector<int64_t> buckets = {1, 2, 4, 8};
+  CHECK(mc::decode_bucket(buckets, 1) == 1);
+  CHECK(mc::decode_bucket(buckets, 3) == 4);
+  CHECK(mc::decode_bucket(buckets, 8) == 8);
+  CHECK(mc::decode_bucket(buckets, 9) == 0);
+  CHECK(mc::graph_table_stride(1) == 16);
+  CHECK(mc::graph_table_stride(17) == 32);
+  CHECK(!mc::check_decode_graph_options({true, {1, 4, 4}}).ok());
+  CHECK(!mc::check_decode_graph_options({true, {0, 2}}).ok());
+
+  Batch b;
+  models::append_sequence(b, {7}, 20, {3, 5}, kBlockSize, true);
+  models::append_sequence(b, {9}, 2, {4}, kBlockSize, false);
+  REQUIRE(b.validate(1000, 10, kBlockSize).ok());
+  CHECK(mc::is_plain_decode(b));
+  const Batch p = mc::pad_decode_batch(b, 4, 10, kBlockSize);
+  CHECK(p.validate(1000, 11, kBlockSize).ok());
+  CHECK(p.num_tokens() == 4);
+  CHECK(p.sequences.size() == 4);
+  CHECK(p.logit_rows.size() == 4);
+  CHECK(p.logit_rows[0] == b.logit_rows[0]);
+  CHECK(p.slot_mapping[3] == 10 * kBlockSize);
+  Batch prefill;
+  models::append_sequence(prefill, {1, 2}, 0, {0}, kBlockSize, true);
+  CHECK(!mc::is_plain_decode(prefill));
+
+  ::setenv("LATENTSERVE_CUDA_GRAPHS", "0", 1);
+  CHECK(!mc::decode_graph_options_from_env().enabled);
+  ::unsetenv("LATENTSERVE_CUDA_GRAPHS");
+  CHECK(mc::decode_graph_options_from_env().enabled);
+}
+
+TEST_CASE("CUDA graphs: replayed decode steps match eager ones (tiny-dsv3, generic MLA kernel)",
+          "[cuda][graphs][executor]") {
+  run_lockstep(cached_model(tiny_dir()), kSizes, 2e-2);
+}
+
+TEST_CASE("CUDA graphs: replayed decode steps match eager ones (lite shapes, BF16 and FP8)",
+          "[cuda][graphs][executor]") {
+  run_lockstep(lite_model(false), kSizes, 2e-2);
+  run_lockstep(lite_model(true), kSizes, 3e-2);
+}
