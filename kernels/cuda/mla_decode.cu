@@ -203,11 +203,15 @@ __device__ __forceinline__ void write_result(const KernelArgs& a, const MlaWorkI
                    o[n][2 * h + 1] * inv);
       }
     } else {
+      // An empty split (a fixed-shape plan's split past the context) is marked by its -inf
+      // log-sum-exp alone: the merge never reads its values.
       float* dst = a.plan.partial_out + (int64_t(w.partial) * kRowsPerCta + r) * kLatentDim;
 #pragma unroll
       for (int n = 0; n < kValuesPerWarp / 8; ++n) {
-        store_pair(dst + hf * kValuesPerWarp + n * 8 + tig * 2, o[n][2 * h] * inv,
-                   o[n][2 * h + 1] * inv);
+        if (l > 0.0f) {
+          store_pair(dst + hf * kValuesPerWarp + n * 8 + tig * 2, o[n][2 * h] * inv,
+                     o[n][2 * h + 1] * inv);
+        }
       }
       if (hf == 0 && tig == 0) {
         a.plan.partial_lse[int64_t(w.partial) * kRowsPerCta + r] =

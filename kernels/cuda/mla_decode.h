@@ -23,7 +23,8 @@
 //   still fits every block into one wave (at least kMinTilesPerSplit tiles). Splits write their
 //   normalized output and log-sum-exp to the workspace; a merge kernel combines them. A tile that
 //   is not split writes the output directly. The plan holds every per-step length, so a layer's
-//   call passes only tensors and is safe to capture in a CUDA graph.
+//   call passes only tensors and is safe to capture in a CUDA graph; for replaying one graph over
+//   many decode steps, mla_fixed_plan.h writes a plan of fixed shape on the device instead.
 #pragma once
 
 #include <cuda_runtime_api.h>

@@ -77,8 +77,8 @@ class MoeLayerRunner {
   MoeLayerRunner(const MoeLayerRunner&) = delete;
   MoeLayerRunner& operator=(const MoeLayerRunner&) = delete;
 
-  // Enqueues the layer on `stream` and returns once the expert GEMMs are enqueued (it waits for
-  // routing to finish on the way). Work on `stream` before the call is seen by the layer and work
+  // Enqueues the layer on `stream` and returns once the experts are enqueued (on the per-expert
+  // path it waits for routing to finish on the way). Work on `stream` before the call is seen by the layer and work
   // after it sees the layer's output.
   Status forward(const MoeLayerWeights& w, const cpu::RouterParams& router,
                  const MoeLayerParams& p, cudaStream_t stream);
