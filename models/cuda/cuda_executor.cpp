@@ -156,7 +156,9 @@ Status CudaExecutor::allocate_cache(const dsv3::ExecutorConfig& config) {
     LS_CUDA_RETURN_IF_ERROR(cudaMemset(buf->data(), 0, buf->size()));
     cache_.push_back(std::move(*buf));
   }
-  return ok_status();
+  // The uploads and memsets above ran on the legacy default stream, which stream_ (non-blocking)
+  // is not ordered after: a step must not start before they are done.
+  return LS_CUDA_CHECK(cudaDeviceSynchronize());
 }
 
 Status CudaExecutor::reserve(Activations& act, int64_t tokens) {
@@ -190,7 +192,8 @@ Status CudaExecutor::reserve(Activations& act, int64_t tokens) {
 
 Status CudaExecutor::prepare_step(const Batch& batch, bool mtp_shift) {
   LS_CUDA_RETURN_IF_ERROR(cudaSetDevice(device_));
-  LS_RETURN_IF_ERROR(reserve(eager_.act, batch.num_tokens()));
+  // Logit rows may repeat a row, so they can outnumber the tokens: selected and logits hold both.
+  LS_RETURN_IF_ERROR(reserve(eager_.act, std::max<int64_t>(batch.num_tokens(), int64_t(batch.logit_rows.size()))));
   LS_ASSIGN_OR_RETURN(step_, inputs_.upload(batch, block_size_, mtp_shift, stream_.get()));
   if (!fast_mla_) return ok_status();
   std::vector<kc::MlaSequence> seqs;
