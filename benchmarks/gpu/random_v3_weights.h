@@ -89,6 +89,12 @@ class RandomArena {
     }
     return reinterpret_cast<const float*>(base_ + at);
   }
+  // Host bytes copied in as they are (the experts' pointer table the grouped MoE kernels read).
+  Result<const void*> copy(const void* host, size_t bytes) {
+    const size_t at = take(bytes);
+    if (base_ != nullptr) LS_RETURN_IF_ERROR(kernels::cuda::copy_to_device(base_ + at, host, bytes));
+    return static_cast<const void*>(base_ + at);
+  }
   // F32 uniform in [lo, hi] (router bias): small, so filled from the host.
   Result<const float*> uniform(size_t n, float lo, float hi, uint32_t seed) {
     const size_t at = take(n * 4);
@@ -185,6 +191,11 @@ inline Result<models::cuda::DeviceWeights> place_v3_weights(RandomArena& a, cons
       LS_ASSIGN_OR_RETURN(kc::MoeExpertWeights ew, expert(width));
       moe.experts.push_back(ew);
     }
+    // As upload_weights does: without the table the grouped path (kAuto's choice for decode, and
+    // the only one a CUDA graph step takes) refuses the layer.
+    LS_ASSIGN_OR_RETURN(const void* table,
+                        a.copy(moe.experts.data(), moe.experts.size() * sizeof(kc::MoeExpertWeights)));
+    moe.device_experts = static_cast<const kc::MoeExpertWeights*>(table);
     moe.shared_width = width * c.n_shared_experts;
     LS_ASSIGN_OR_RETURN(kc::MoeExpertWeights shared, expert(moe.shared_width));
     moe.shared = shared;
