@@ -275,11 +275,20 @@ template <class TW>
 Status launch(const MoeGroupedParams& p, const Args& a, unsigned slots, cudaStream_t stream) {
   const size_t up_bytes = size_t(a.group) * size_t(p.hidden) * 2;
   const size_t down_bytes = size_t(a.group) * size_t(p.width) * 2;
-  // Set on every call: the opt-in is per device, the call is host-only and cheap.
+  // The opt-in limit is raised to the device's maximum, never to this call's size: lowering it
+  // between captures could invalidate a graph captured earlier with a larger launch. The call is
+  // host-only and cheap, and is repeated because the setting is per device.
+  int device = 0, optin = 0;
+  LS_CUDA_RETURN_IF_ERROR(cudaGetDevice(&device));
+  LS_CUDA_RETURN_IF_ERROR(cudaDeviceGetAttribute(&optin, cudaDevAttrMaxSharedMemoryPerBlockOptin, device));
+  if (up_bytes > size_t(optin) || down_bytes > size_t(optin)) {
+    return make_error("grouped MoE: " + std::to_string(std::max(up_bytes, down_bytes)) +
+                      " bytes of shared memory per block exceed the device's " + std::to_string(optin));
+  }
   LS_CUDA_RETURN_IF_ERROR(cudaFuncSetAttribute(gate_up_kernel<TW>,
-                                               cudaFuncAttributeMaxDynamicSharedMemorySize, int(up_bytes)));
+                                               cudaFuncAttributeMaxDynamicSharedMemorySize, optin));
   LS_CUDA_RETURN_IF_ERROR(cudaFuncSetAttribute(down_kernel<TW>,
-                                               cudaFuncAttributeMaxDynamicSharedMemorySize, int(down_bytes)));
+                                               cudaFuncAttributeMaxDynamicSharedMemorySize, optin));
   const dim3 up_grid(slots, unsigned(ceil_div(p.width, kFeaturesPerBlock)));
   gate_up_kernel<TW><<<up_grid, kThreads, up_bytes, stream>>>(a);
   LS_CUDA_RETURN_IF_ERROR(cudaGetLastError());
