@@ -103,13 +103,17 @@ class MatmulContext {
   Result<Plan> make_plan(const PlanKey& key, const void* a_scale, const void* b_scale);
   cublasStatus_t launch(Plan& plan, const void* a, const void* b, void* d, cudaStream_t stream);
   Status check_device() const;
-  // Ok(false) when cuBLASLt refused the plan's algorithm at launch (the plan is then marked).
-  Result<bool> fp8_block_scaled(const MatmulFp8Params& p, Plan& plan, cudaStream_t stream);
+  // Rows [row0, row0 + rows) of p (rows ≤ padded, a multiple of 4) as one block-scaled product of
+  // `padded` token columns into d (row stride ldd). Ok(false) when cuBLASLt offers or accepts no
+  // algorithm (a plan refused at launch is then marked).
+  Result<bool> fp8_block_scaled(const MatmulFp8Params& p, int64_t row0, int64_t rows,
+                                int64_t padded, void* d, int64_t ldd, cudaStream_t stream);
   Status fp8_dequantized(const MatmulFp8Params& p, cudaStream_t stream);
 
   LtHandle handle_;
   DeviceBuffer workspace_;
   DeviceBuffer act_q_, act_scales_;  // FP8 path: quantized activations and their scales
+  DeviceBuffer tail_y_;              // FP8 path: the last m % 4 rows, computed as 4
   DeviceBuffer w_bf16_, x_bf16_;     // fallback path: dequantized weights, BF16 activations
   std::map<PlanKey, Plan> plans_;
   int device_ = 0, cc_major_ = 0, cc_minor_ = 0;
