@@ -185,6 +185,17 @@ void Metrics::render_engine(const engine::EngineStats& engine, std::string& out)
   single("kv_cache_usage_perc", "gauge",
          "Fraction of latent KV cache blocks in use (1 means full).", usage, out);
   single("kv_cache_blocks", "gauge", "Latent KV cache blocks in all.", engine.num_blocks, out);
+  if (!engine.device.empty()) {
+    // An info metric (always 1): the device the model runs on, as a label.
+    std::string label;
+    for (char c : engine.device) {
+      if (c == '\\' || c == '"') label += '\\';
+      label += c == '\n' ? ' ' : c;
+    }
+    const std::string name = std::string(kPrefix) + "device_info";
+    header(name, "The device the model runs on (label device; the value is always 1).", "gauge", out);
+    out += name + "{device=\"" + label + "\"} 1\n";
+  }
   single("kv_cache_free_blocks", "gauge", "Latent KV cache blocks free.", engine.num_free_blocks,
          out);
   single("prefix_cache_queries_total", "counter", "Prompt tokens looked up in the prefix cache.",

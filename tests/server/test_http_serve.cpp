@@ -218,6 +218,8 @@ TEST_CASE("serve: a client that drops mid-stream is aborted; past the shutdown t
   INFO(page);
   CHECK(released);
   CHECK(metric(page, "latentserve:kv_cache_blocks") == 128);
+  // "cpu" here; a GPU machine running this test under --device auto would name its GPU.
+  CHECK(page.find("latentserve:device_info{device=\"") != std::string::npos);
   RawClient streaming(port);
   // Longer than the tiny model can produce in the timeout.
   REQUIRE(streaming.send(completion_request(4000)));
