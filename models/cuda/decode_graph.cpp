@@ -28,6 +28,9 @@ Status check_decode_graph_options(const DecodeGraphOptions& options) {
 
 bool is_plain_decode(const Batch& batch) {
   if (batch.sequences.empty()) return false;
+  // A graph step has one logits row per bucket slot; a batch asking for more (repeated rows are
+  // valid) runs eagerly.
+  if (batch.logit_rows.size() > batch.sequences.size()) return false;
   for (const BatchSequence& s : batch.sequences) {
     if (s.query_len != 1) return false;
   }
