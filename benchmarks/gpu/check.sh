@@ -29,6 +29,7 @@
 # package files). Where they are not installed, collect them once on a machine that has them
 # (Debian packages nlohmann-json3-dev and catch2) and carry the folder with the working tree:
 #     bash benchmarks/gpu/check.sh --collect-deps     # writes build-third-party/ (git-ignored)
+# It also copies ../shared/fixtures/tiny-dsv3 there (used when ../shared/fixtures is absent).
 # check.sh puts build-third-party/ (or $LATENTSERVE_THIRD_PARTY) on CMAKE_PREFIX_PATH.
 #
 # Environment: LATENTSERVE_GPU_BUILD (build folder, default build-gpu), LATENTSERVE_CUDA_ARCH
@@ -58,6 +59,10 @@ collect_deps() {
       [ -f "$prefix/lib/libCatch2WithMain.a" ] && cp "$prefix/lib/libCatch2WithMain.a" "$deps/lib/"
     fi
   done
+  # The GPU tests read tiny-dsv3 from ../shared/fixtures, which a copied working tree lacks.
+  if [ -d "$root/../shared/fixtures/tiny-dsv3" ]; then
+    mkdir -p "$deps/fixtures" && cp -r "$root/../shared/fixtures/tiny-dsv3" "$deps/fixtures/"
+  fi
   echo "collect-deps: wrote $deps ($(du -sh "$deps" | cut -f1)); carry it with the working tree"
 }
 if [ "${1:-}" = "--collect-deps" ]; then collect_deps; exit 0; fi
@@ -89,7 +94,12 @@ nvcc --version | tail -1
 echo "== configure and build ($arch) [$(elapsed)]"
 prefix_args=()
 [ -d "$deps" ] && prefix_args=("-DCMAKE_PREFIX_PATH=$deps")
-# tests_cuda runs the CUDA executor on tiny-dsv3 from ../shared/fixtures unless told otherwise.
+# tests_cuda runs the CUDA executor on tiny-dsv3 from ../shared/fixtures unless told otherwise;
+# without that folder, the copy --collect-deps put in $deps/fixtures.
+if [ -z "${LATENTSERVE_SHARED_FIXTURES:-}" ] && [ ! -d "$root/../shared/fixtures/tiny-dsv3" ] &&
+   [ -d "$deps/fixtures/tiny-dsv3" ]; then
+  LATENTSERVE_SHARED_FIXTURES="$deps/fixtures"
+fi
 [ -n "${LATENTSERVE_SHARED_FIXTURES:-}" ] && prefix_args+=("-DLATENTSERVE_SHARED_FIXTURES=$LATENTSERVE_SHARED_FIXTURES")
 if ! cmake -S . -B "$build" -G Ninja -DCMAKE_BUILD_TYPE=Release -DLATENTSERVE_CUDA=ON \
      -DCMAKE_CUDA_ARCHITECTURES="$arch" -DLATENTSERVE_TESTS=ON -DLATENTSERVE_BENCHMARKS=ON \
