@@ -3,13 +3,23 @@
 // figure that matters is weight bytes per second as a fraction of what a plain parallel copy
 // achieves. Weights are several matrices far larger than the last-level cache, cycled so nothing
 // stays cached between calls. A prefill-sized product is timed too, to show it is compute-bound.
+//
+// Weights live in 4 KiB pages or in transparent huge pages (madvise), the page kind a table names:
+// on a virtual machine every TLB miss walks two page tables, so the page size is part of the result.
+// Usage: bench_kernels_matmul_bandwidth [--pages small|huge|both] (default both).
+// GCC 12 warns inside its own AVX-512 headers (_mm512_undefined is self-initialised on purpose).
+#pragma GCC diagnostic ignored "-Wuninitialized"
+#pragma GCC diagnostic ignored "-Wmaybe-uninitialized"
+#include <immintrin.h>
 #include <omp.h>
+#include <sys/mman.h>
 
 #include <algorithm>
 #include <chrono>
 #include <cstdio>
 #include <cstdlib>
 #include <cstring>
+#include <fstream>
 #include <string>
 #include <vector>
 
@@ -25,6 +35,46 @@ double now_s() {
   return std::chrono::duration<double>(std::chrono::steady_clock::now().time_since_epoch()).count();
 }
 
+enum class Pages { Small, Huge };
+const char* pages_name(Pages p) { return p == Pages::Huge ? "2M" : "4K"; }
+
+// Anonymous memory with the page kind asked for; pages are first touched by fill_random.
+class Buffer {
+ public:
+  Buffer(size_t bytes, Pages pages) : bytes_(bytes) {
+    void* p = ::mmap(nullptr, bytes, PROT_READ | PROT_WRITE, MAP_PRIVATE | MAP_ANONYMOUS, -1, 0);
+    if (p == MAP_FAILED) {
+      std::fprintf(stderr, "mmap of %zu bytes failed\n", bytes);
+      std::exit(1);
+    }
+    ::madvise(p, bytes, pages == Pages::Huge ? MADV_HUGEPAGE : MADV_NOHUGEPAGE);
+    data_ = static_cast<uint8_t*>(p);
+  }
+  ~Buffer() { ::munmap(data_, bytes_); }
+  Buffer(const Buffer&) = delete;
+  Buffer& operator=(const Buffer&) = delete;
+  uint8_t* data() const { return data_; }
+  size_t size() const { return bytes_; }
+
+ private:
+  uint8_t* data_;
+  size_t bytes_;
+};
+
+// MiB of this process's anonymous memory in huge pages (to confirm madvise took effect).
+long huge_mib() {
+  std::ifstream f("/proc/self/smaps_rollup");
+  std::string key;
+  long kb = 0;
+  while (f >> key) {
+    if (key == "AnonHugePages:") {
+      f >> kb;
+      return kb / 1024;
+    }
+  }
+  return -1;
+}
+
 // Page memory in (first touch from the threads that will use it) with cheap pseudo-random bytes.
 void fill_random(uint8_t* p, size_t n, uint8_t (*shape)(uint32_t)) {
 #pragma omp parallel
@@ -38,28 +88,72 @@ void fill_random(uint8_t* p, size_t n, uint8_t (*shape)(uint32_t)) {
   }
 }
 
-// Bytes read per second by a parallel streaming read (xor of 64-bit words), best of several: the
-// ceiling for a kernel that only reads its weights.
-double read_bandwidth(const uint8_t* data, size_t bytes) {
-  const uint64_t* words = reinterpret_cast<const uint64_t*>(data);
-  const size_t n = bytes / 32 * 4;
-  double best = 1e30;
-  uint64_t sink = 0;
-  for (int rep = 0; rep < 5; ++rep) {
-    const double t0 = now_s();
-    uint64_t total = 0;
-#pragma omp parallel for schedule(static) reduction(^ : total)
-    for (size_t i = 0; i < n; i += 4) total ^= words[i] ^ words[i + 1] ^ words[i + 2] ^ words[i + 3];
-    best = std::min(best, now_s() - t0);
-    sink ^= total;
+// One thread's streaming read of [p, p + bytes) as `streams` equal sub-ranges read side by side,
+// four 64-byte loads per stream per step: one load per cache line, so the out-of-order window holds
+// many lines in flight (a loop of 8-byte loads is limited by its instruction count instead).
+__attribute__((target("avx512f"))) uint64_t read_range_avx512(const uint8_t* p, size_t bytes, int streams) {
+  const size_t per = bytes / size_t(streams) / 256 * 256;
+  __m512i a0 = _mm512_setzero_si512(), a1 = a0, a2 = a0, a3 = a0;
+  for (size_t off = 0; off < per; off += 256) {
+    for (int s = 0; s < streams; ++s) {
+      const uint8_t* q = p + size_t(s) * per + off;
+      a0 = _mm512_xor_si512(a0, _mm512_load_si512(q));
+      a1 = _mm512_xor_si512(a1, _mm512_load_si512(q + 64));
+      a2 = _mm512_xor_si512(a2, _mm512_load_si512(q + 128));
+      a3 = _mm512_xor_si512(a3, _mm512_load_si512(q + 192));
+    }
   }
-  if (sink == 0x5eed) std::printf(" ");  // keeps the reads alive
-  return double(n * 8) / best;
+  return uint64_t(_mm512_reduce_add_epi64(_mm512_xor_si512(_mm512_xor_si512(a0, a1), _mm512_xor_si512(a2, a3))));
 }
 
-// Bytes read plus bytes written per second by a parallel copy, best of several.
-double copy_bandwidth(size_t bytes, double* read_bw) {
-  std::vector<uint8_t> src(bytes), dst(bytes);
+__attribute__((target("avx2"))) uint64_t read_range_avx2(const uint8_t* p, size_t bytes, int streams) {
+  const size_t per = bytes / size_t(streams) / 128 * 128;
+  __m256i a0 = _mm256_setzero_si256(), a1 = a0, a2 = a0, a3 = a0;
+  for (size_t off = 0; off < per; off += 128) {
+    for (int s = 0; s < streams; ++s) {
+      const __m256i* q = reinterpret_cast<const __m256i*>(p + size_t(s) * per + off);
+      a0 = _mm256_xor_si256(a0, _mm256_load_si256(q));
+      a1 = _mm256_xor_si256(a1, _mm256_load_si256(q + 1));
+      a2 = _mm256_xor_si256(a2, _mm256_load_si256(q + 2));
+      a3 = _mm256_xor_si256(a3, _mm256_load_si256(q + 3));
+    }
+  }
+  const __m256i r = _mm256_xor_si256(_mm256_xor_si256(a0, a1), _mm256_xor_si256(a2, a3));
+  return uint64_t(_mm256_extract_epi64(r, 0) ^ _mm256_extract_epi64(r, 3));
+}
+
+// Bytes read per second by a parallel streaming read, best over repetitions and 1, 2 or 4 streams
+// per thread: the ceiling for a kernel that only reads its weights.
+double read_bandwidth(const uint8_t* data, size_t bytes) {
+  const bool avx512 = isa_supported(CpuIsa::Avx512);
+  double best = 1e30;
+  uint64_t sink = 0;
+  for (int streams : {1, 2, 4}) {
+    for (int rep = 0; rep < 3; ++rep) {
+      const double t0 = now_s();
+#pragma omp parallel reduction(^ : sink)
+      {
+        const size_t threads = size_t(omp_get_num_threads()), t = size_t(omp_get_thread_num());
+        const size_t chunk = bytes / threads / 4096 * 4096;
+        sink ^= avx512 ? read_range_avx512(data + t * chunk, chunk, streams)
+                       : read_range_avx2(data + t * chunk, chunk, streams);
+      }
+      best = std::min(best, now_s() - t0);
+    }
+  }
+  if (sink == 0x5eed) std::printf(" ");  // keeps the reads alive
+  return double(bytes / size_t(omp_get_max_threads()) / 4096 * 4096 * size_t(omp_get_max_threads())) / best;
+}
+
+struct Bandwidth {
+  double copy;  // bytes read + written per second
+  double read;  // bytes read per second
+};
+
+// A parallel copy (bytes read + written per second, the STREAM convention) and a parallel read,
+// best of several, on memory of the given page kind.
+Bandwidth measure_memory(size_t bytes, Pages pages) {
+  Buffer src(bytes, pages), dst(bytes, pages);
   fill_random(src.data(), bytes, [](uint32_t s) { return uint8_t(s); });
   fill_random(dst.data(), bytes, [](uint32_t s) { return uint8_t(s >> 8); });
   double best = 1e30;
@@ -74,19 +168,20 @@ double copy_bandwidth(size_t bytes, double* read_bw) {
     }
     best = std::min(best, now_s() - t0);
   }
-  *read_bw = read_bandwidth(src.data(), bytes);
-  return 2.0 * double(bytes) / best;
+  return {2.0 * double(bytes) / best, read_bandwidth(src.data(), bytes)};
 }
+
+long largest_huge_mib = -1;  // the most huge-page memory seen after filling a weight set
 
 // A set of equally shaped weight matrices in one allocation, used round-robin.
 struct WeightSet {
-  std::vector<uint8_t> bytes;
+  Buffer bytes;
   std::vector<float> scales;
   std::vector<WeightMatrix> mats;
 
-  WeightSet(DType dtype, int count, int64_t rows, int64_t cols) {
+  WeightSet(DType dtype, int count, int64_t rows, int64_t cols, Pages pages)
+      : bytes(size_t(rows * cols) * dtype_size(dtype) * size_t(count), pages) {
     const size_t each = size_t(rows * cols) * dtype_size(dtype);
-    bytes.resize(each * size_t(count));
     if (dtype == DType::BF16) {  // random sign and mantissa, exponent near 1
       fill_random(bytes.data(), bytes.size(), [](uint32_t s) { return uint8_t(s & 0xff); });
       uint16_t* h = reinterpret_cast<uint16_t*>(bytes.data());
@@ -95,6 +190,7 @@ struct WeightSet {
     } else {  // FP8: any code but the NaNs
       fill_random(bytes.data(), bytes.size(), [](uint32_t s) { return uint8_t(s & 0xbf); });
     }
+    largest_huge_mib = std::max(largest_huge_mib, huge_mib());
     scales.assign(size_t(((rows + 127) / 128) * ((cols + 127) / 128)), 0.01f);
     for (int i = 0; i < count; ++i) {
       WeightMatrix w;
@@ -123,27 +219,23 @@ double time_decode(const WeightSet& set, int64_t m, int passes) {
   return best;
 }
 
-struct Bandwidth {
-  double copy;  // bytes read + written per second
-  double read;  // bytes read per second
-};
+void print_row(const char* label, Pages pages, const WeightMatrix& w, int mats, int64_t m, double s,
+               double copy, double read) {
+  const double bw = double(w.rows * w.cols) * double(dtype_size(w.dtype)) / s;
+  std::printf("| %-16s | %s | %5lld x %5lld x %d | %3lld | %8.2f | %6.2f | %7.1f | %8.2f | %8.2f |\n", label,
+              pages_name(pages), (long long)w.rows, (long long)w.cols, mats, (long long)m, s * 1e3, bw / 1e9,
+              2.0 * double(m) * double(w.rows * w.cols) / s / 1e9, bw / copy, bw / read);
+}
 
-void decode_table(const char* label, const WeightSet& set, Bandwidth mem, std::initializer_list<int64_t> ms) {
-  const WeightMatrix& w = set.mats[0];
-  const double weight_bytes = double(w.rows * w.cols) * double(dtype_size(w.dtype));
-  for (int64_t m : ms) {
-    const double s = time_decode(set, m, 3);
-    const double bw = weight_bytes / s;
-    std::printf("| %-16s | %5lld x %5lld x %d | %3lld | %8.2f | %6.2f | %7.1f | %8.2f | %8.2f |\n", label,
-                (long long)w.rows, (long long)w.cols, int(set.mats.size()), (long long)m, s * 1e3,
-                bw / 1e9, 2.0 * double(m) * double(w.rows * w.cols) / s / 1e9, bw / mem.copy, bw / mem.read);
-  }
+void decode_table(const char* label, const WeightSet& set, Pages pages, double copy, double read,
+                  std::initializer_list<int64_t> ms) {
+  for (int64_t m : ms) print_row(label, pages, set.mats[0], int(set.mats.size()), m, time_decode(set, m, 3), copy, read);
 }
 
 // The first `rows` rows of w against m rows of x, best of three calls after a warm-up.
-void prefill_rows(const char* label, WeightMatrix w, int64_t rows, Bandwidth mem, std::initializer_list<int64_t> ms) {
+void prefill_rows(const char* label, WeightMatrix w, int64_t rows, Pages pages, double copy, double read,
+                  std::initializer_list<int64_t> ms) {
   w.rows = rows;
-  const double bytes = double(w.rows * w.cols) * double(dtype_size(w.dtype));
   for (int64_t m : ms) {
     std::vector<float> x(size_t(m * w.cols)), y(size_t(m * w.rows));
     for (size_t i = 0; i < x.size(); ++i) x[i] = float(i % 13) * 0.125f - 0.75f;
@@ -154,50 +246,82 @@ void prefill_rows(const char* label, WeightMatrix w, int64_t rows, Bandwidth mem
       matmul(x.data(), m, w, y.data());
       s = std::min(s, now_s() - t0);
     }
-    std::printf("| %-16s | %5lld x %5lld x 1 | %3lld | %8.2f | %6.2f | %7.1f | %8.2f | %8.2f |\n", label,
-                (long long)w.rows, (long long)w.cols, (long long)m, s * 1e3, bytes / s / 1e9,
-                2.0 * double(m * w.rows * w.cols) / s / 1e9, bytes / s / mem.copy, bytes / s / mem.read);
+    print_row(label, pages, w, 1, m, s, copy, read);
   }
 }
 
 void set_isa(CpuIsa isa) { setenv("LATENTSERVE_CPU_ISA", std::string(isa_name(isa)).c_str(), 1); }
 
-}  // namespace
-
-int main() {
+// Every table for weights in one page kind. `copy` is the machine's copy rate (the better page
+// kind's), `read` the streaming read of this page kind.
+void run_tables(Pages pages, double copy, double read, bool with_prefill) {
   const CpuIsa best = detected_isa();
-  std::printf("threads %d, isa %s\n", omp_get_max_threads(), std::string(isa_name(best)).c_str());
-
-  const size_t copy_bytes = size_t(1) << 29;  // 512 MiB each way, 1 GiB moved per copy
-  Bandwidth mem{};
-  mem.copy = copy_bandwidth(copy_bytes, &mem.read);
-  std::printf("parallel copy of %zu MiB: %.2f GB/s (read + written); parallel read: %.2f GB/s\n\n",
-              copy_bytes >> 20, mem.copy / 1e9, mem.read / 1e9);
-
-  std::printf("| weights (isa)    | rows x cols x mats   |   m | ms/call  | W GB/s | GFLOP/s | W / copy | W / read |\n");
-  std::printf("|------------------|----------------------|-----|----------|--------|---------|----------|----------|\n");
+  const bool avx2_too = best != CpuIsa::Avx2 && isa_supported(CpuIsa::Avx2);
   {
-    const WeightSet bf16(DType::BF16, 4, 8192, 16384);  // 4 × 256 MiB
+    const WeightSet bf16(DType::BF16, 4, 8192, 16384, pages);  // 4 × 256 MiB
     set_isa(best);
-    decode_table("BF16", bf16, mem, {1, 2, 4, 8, 16});
-    if (best != CpuIsa::Avx2 && isa_supported(CpuIsa::Avx2)) {
+    decode_table("BF16", bf16, pages, copy, read, {1, 2, 4, 8, 16});
+    if (avx2_too) {
       set_isa(CpuIsa::Avx2);
-      decode_table("BF16 (avx2)", bf16, mem, {1, 8});
+      decode_table("BF16 (avx2)", bf16, pages, copy, read, {1, 8});
+      set_isa(best);
     }
-    set_isa(best);
-
     // Prefill: many rows of x reuse every weight row, so the product becomes compute-bound.
-    prefill_rows("BF16 prefill", bf16.mats[0], 4096, mem, {64, 128});
+    if (with_prefill) prefill_rows("BF16 prefill", bf16.mats[0], 4096, pages, copy, read, {64, 128});
   }
   {
-    const WeightSet fp8(DType::F8_E4M3, 4, 16384, 16384);  // 4 × 256 MiB, 128×128 block scales
-    decode_table("FP8 E4M3", fp8, mem, {1, 2, 4, 8});
-    prefill_rows("FP8 prefill", fp8.mats[0], 4096, mem, {128});
-    if (best != CpuIsa::Avx2 && isa_supported(CpuIsa::Avx2)) {
+    const WeightSet fp8(DType::F8_E4M3, 4, 16384, 16384, pages);  // 4 × 256 MiB, 128×128 block scales
+    decode_table("FP8 E4M3", fp8, pages, copy, read, {1, 2, 4, 8});
+    if (with_prefill) prefill_rows("FP8 prefill", fp8.mats[0], 4096, pages, copy, read, {128});
+    if (avx2_too) {
       set_isa(CpuIsa::Avx2);
-      decode_table("FP8 E4M3 (avx2)", fp8, mem, {1, 8});
+      decode_table("FP8 E4M3 (avx2)", fp8, pages, copy, read, {1, 8});
       set_isa(best);
     }
   }
+}
+
+std::string thp_setting() {
+  std::ifstream f("/sys/kernel/mm/transparent_hugepage/enabled");
+  std::string s;
+  std::getline(f, s);
+  return s.empty() ? "unknown" : s;
+}
+
+}  // namespace
+
+int main(int argc, char** argv) {
+  std::vector<Pages> kinds = {Pages::Small, Pages::Huge};
+  for (int i = 1; i < argc; ++i) {
+    const std::string a = argv[i];
+    const std::string v = i + 1 < argc ? argv[i + 1] : "";
+    if (a == "--pages" && (v == "small" || v == "huge" || v == "both")) {
+      kinds = v == "small" ? std::vector<Pages>{Pages::Small}
+              : v == "huge" ? std::vector<Pages>{Pages::Huge}
+                            : std::vector<Pages>{Pages::Small, Pages::Huge};
+      ++i;
+    } else {
+      std::fprintf(stderr, "usage: %s [--pages small|huge|both]\n", argv[0]);
+      return 2;
+    }
+  }
+  std::printf("threads %d, isa %s, transparent huge pages: %s\n", omp_get_max_threads(),
+              std::string(isa_name(detected_isa())).c_str(), thp_setting().c_str());
+
+  const size_t copy_bytes = size_t(1) << 29;  // 512 MiB each way, 1 GiB moved per copy
+  std::vector<Bandwidth> mem;
+  double copy = 0.0;
+  for (Pages p : kinds) {
+    mem.push_back(measure_memory(copy_bytes, p));
+    copy = std::max(copy, mem.back().copy);
+    std::printf("%s pages: parallel copy of %zu MiB %.2f GB/s (read + written), parallel read %.2f GB/s\n",
+                pages_name(p), copy_bytes >> 20, mem.back().copy / 1e9, mem.back().read / 1e9);
+  }
+  std::printf("W / copy is over %.2f GB/s, the better copy; W / read over the read of the same pages\n\n", copy / 1e9);
+
+  std::printf("| weights (isa)    | pg | rows x cols x mats   |   m | ms/call  | W GB/s | GFLOP/s | W / copy | W / read |\n");
+  std::printf("|------------------|----|----------------------|-----|----------|--------|---------|----------|----------|\n");
+  for (size_t i = 0; i < kinds.size(); ++i) run_tables(kinds[i], copy, mem[i].read, i + 1 == kinds.size());
+  if (largest_huge_mib >= 0) std::printf("\nmost anonymous memory in huge pages at once: %ld MiB\n", largest_huge_mib);
   return 0;
 }

@@ -57,7 +57,7 @@ void decode(BlockFn fn, const float* x, int64_t ldx, int64_t m, const WeightMatr
   {
     const int64_t threads = omp_get_num_threads();
     const int64_t per = (w.rows + threads - 1) / threads;
-    const int64_t slab = (per + 15) / 16 * 16;  // whole micro tiles per thread
+    const int64_t slab = (per + 23) / 24 * 24;  // whole micro tiles (of 3, 4, 6 or 8 rows) per thread
     const int64_t n0 = std::min(w.rows, omp_get_thread_num() * slab);
     const int64_t n1 = std::min(w.rows, n0 + slab);
     if (n0 < n1) fn(w, detail::MatmulBlock{x, ldx, m, n0, n1, y, ldy});

@@ -32,6 +32,27 @@ struct TileState {
   bool last;   // reduce into y instead of storing to acc
 };
 
+// Weight elements per 64-byte cache line (at least one vector): the main loop's step, so each
+// weight row gets one prefetch per line and a loader may widen a whole line at once.
+template <class Isa, class Wt>
+constexpr int64_t line_elems() {
+  constexpr int64_t per_line = 64 / int64_t(sizeof(typename Wt::Elem));
+  return per_line > Isa::kWidth ? per_line : Isa::kWidth;
+}
+
+// One cache line of a weight row as line_elems / kWidth FP32 vectors. A loader may provide
+// load_line (widening the line in fewer, wider operations); it returns a nonzero mask when the line
+// holds a NaN code it did not widen to NaN, and the caller then makes the row's results NaN.
+template <class Isa, class Wt>
+inline uint64_t load_line(const typename Wt::Elem* p, typename Isa::Vec* out) {
+  if constexpr (requires { Wt::load_line(p, out); }) {
+    return Wt::load_line(p, out);
+  } else {
+    for (int64_t v = 0; v < line_elems<Isa, Wt>() / Isa::kWidth; ++v) out[v] = Wt::load(p + v * Isa::kWidth);
+    return 0;
+  }
+}
+
 // MR rows of x against weight rows [n, n + NR) over k in [ka, kb). For FP8, ka is a multiple of
 // block_cols; otherwise ka is a multiple of kWidth and only the row's end may be ragged.
 // prefetch: how many elements ahead along each weight row to prefetch (0 for none).
@@ -41,6 +62,8 @@ inline void micro_tile(const WeightMatrix& w, const float* x, int64_t ldx, int64
   using Vec = typename Isa::Vec;
   using E = typename Wt::Elem;
   constexpr int kW = Isa::kWidth;
+  constexpr int64_t kLine = line_elems<Isa, Wt>();
+  constexpr int kLineVecs = int(kLine / kW);
   const int64_t cols = w.cols;
   const E* wr[NR];
   for (int j = 0; j < NR; ++j) wr[j] = static_cast<const E*>(w.data) + (n + j) * cols;
@@ -51,6 +74,7 @@ inline void micro_tile(const WeightMatrix& w, const float* x, int64_t ldx, int64
 #pragma GCC unroll 8
   for (int i = 0; i < MR; ++i)
     for (int j = 0; j < NR; ++j) acc[i][j] = st.first ? Isa::zero() : Isa::load_x(st.acc + (i * NR + j) * kW);
+  uint64_t poisoned[NR] = {};
 
   // Non-scaled dtypes run the whole range as one segment; FP8 runs one segment per scale block.
   const int64_t segment = Wt::kBlockScaled ? w.block_cols : kb - ka;
@@ -64,13 +88,30 @@ inline void micro_tile(const WeightMatrix& w, const float* x, int64_t ldx, int64
         scale[j] = Isa::set1(s * Wt::kScaleFactor);
       }
     }
+    // Whole cache lines, then whole vectors, then the ragged end: the same chunks in the same
+    // order as a vector-at-a-time loop, so the split changes no result.
     int64_t k = k0;
-    for (; k + kW <= k1; k += kW) {
-      Vec wv[NR];
+    for (; k + kLine <= k1; k += kLine) {
+      Vec wv[NR][kLineVecs];
       for (int j = 0; j < NR; ++j) {
         if constexpr (Isa::kPrefetch) {
           if (prefetch) Isa::prefetch(wr[j] + k + prefetch);
         }
+        poisoned[j] |= load_line<Isa, Wt>(wr[j] + k, wv[j]);
+      }
+      for (int v = 0; v < kLineVecs; ++v) {
+        if constexpr (Wt::kBlockScaled) {
+          for (int j = 0; j < NR; ++j) wv[j][v] = Isa::mul(wv[j][v], scale[j]);
+        }
+        for (int i = 0; i < MR; ++i) {
+          const Vec xv = Isa::in_register(Isa::load_x(xr[i] + k + v * kW));
+          for (int j = 0; j < NR; ++j) acc[i][j] = Isa::fma(xv, wv[j][v], acc[i][j]);
+        }
+      }
+    }
+    for (; k + kW <= k1; k += kW) {
+      Vec wv[NR];
+      for (int j = 0; j < NR; ++j) {
         wv[j] = Wt::load(wr[j] + k);
         if constexpr (Wt::kBlockScaled) wv[j] = Isa::mul(wv[j], scale[j]);
       }
@@ -92,6 +133,11 @@ inline void micro_tile(const WeightMatrix& w, const float* x, int64_t ldx, int64
       }
     }
   }
+  for (int j = 0; j < NR; ++j) {
+    if (poisoned[j]) {
+      for (int i = 0; i < MR; ++i) acc[i][j] = Isa::set1(__builtin_nanf(""));
+    }
+  }
   if (st.last) {
 #pragma GCC unroll 8
     for (int i = 0; i < MR; ++i)
@@ -105,16 +151,24 @@ inline void micro_tile(const WeightMatrix& w, const float* x, int64_t ldx, int64
 
 // Decode: all m rows of x against NR weight rows at a time (Isa::decode_weight_rows(m) picks NR so
 // the m × NR accumulators fit the register file), so W streams from memory exactly once and each
-// weight vector is widened once for m fmas. When m × k floats of x outgrow L1, x would be re-read
-// from L2 for every NR weight rows; instead a group of kDecodeGroup weight rows advances together one
-// k-block at a time (x's block stays in L1, accumulators park in a small buffer), and each row is
-// prefetched a k-block ahead since it is read in bursts rather than one long run.
+// weight vector is widened once for m fmas.
+//
+// While x (m × k floats) fits kDecodeWholeRowBytes, micro tiles run over whole weight rows: NR long
+// sequential streams per thread, each prefetched kDecodePrefetchBytes ahead (the hardware
+// prefetcher alone stalls at every 4 KiB page), with x read from L2. Larger x would be re-read from
+// L2 for every NR weight rows and the x loads would compete with the weight stream; instead a group
+// of kDecodeGroup weight rows advances together one k-block at a time (x's block stays in L1,
+// accumulators park in a small buffer), and each row is prefetched a k-block ahead since it is
+// read in bursts rather than one long run.
 constexpr int64_t kDecodeGroup = 12;
 constexpr int64_t kDecodeXBytes = 16 * 1024;
+constexpr int64_t kDecodeWholeRowBytes = 128 * 1024;
+constexpr int64_t kDecodePrefetchBytes = 2048;
 
 template <class Isa, class Wt>
 int64_t decode_k_block(const WeightMatrix& w, int64_t m) {
   constexpr int kW = Isa::kWidth;
+  if (m * w.cols * int64_t(sizeof(float)) <= kDecodeWholeRowBytes) return w.cols;
   int64_t kb = std::max<int64_t>(kW, kDecodeXBytes / int64_t(sizeof(float)) / m / kW * kW);
   if constexpr (Wt::kBlockScaled) kb = std::max<int64_t>(1, kb / w.block_cols) * w.block_cols;
   return kb;
@@ -124,9 +178,18 @@ template <class Isa, class Wt, int MR>
 void decode_typed(const WeightMatrix& w, const MatmulBlock& b) {
   constexpr int NR = Isa::decode_weight_rows(MR);
   constexpr int kW = Isa::kWidth;
+  static_assert(kDecodeGroup % NR == 0, "a k-blocked group holds whole micro tiles");
   alignas(64) float acc[kDecodeGroup * MR * kW];
   const int64_t kblock = decode_k_block<Isa, Wt>(w, MR);
-  const int64_t prefetch = kblock < w.cols ? kblock : 0;
+  if (kblock >= w.cols) {  // whole rows
+    const int64_t prefetch = kDecodePrefetchBytes / int64_t(sizeof(typename Wt::Elem));
+    int64_t n = b.n0;
+    for (; n + NR <= b.n1; n += NR)
+      micro_tile<Isa, Wt, MR, NR>(w, b.x, b.ldx, n, 0, w.cols, prefetch, {acc, true, true}, b.y, b.ldy);
+    for (; n < b.n1; ++n)
+      micro_tile<Isa, Wt, MR, 1>(w, b.x, b.ldx, n, 0, w.cols, prefetch, {acc, true, true}, b.y, b.ldy);
+    return;
+  }
   for (int64_t g = b.n0; g < b.n1; g += kDecodeGroup) {
     const int64_t g1 = std::min(b.n1, g + kDecodeGroup);
     for (int64_t ka = 0; ka < w.cols; ka += kblock) {
@@ -135,9 +198,9 @@ void decode_typed(const WeightMatrix& w, const MatmulBlock& b) {
       int64_t n = g;
       float* a = acc;
       for (; n + NR <= g1; n += NR, a += MR * NR * kW)
-        micro_tile<Isa, Wt, MR, NR>(w, b.x, b.ldx, n, ka, kb, prefetch, {a, first, last}, b.y, b.ldy);
+        micro_tile<Isa, Wt, MR, NR>(w, b.x, b.ldx, n, ka, kb, kblock, {a, first, last}, b.y, b.ldy);
       for (; n < g1; ++n, a += MR * kW)
-        micro_tile<Isa, Wt, MR, 1>(w, b.x, b.ldx, n, ka, kb, prefetch, {a, first, last}, b.y, b.ldy);
+        micro_tile<Isa, Wt, MR, 1>(w, b.x, b.ldx, n, ka, kb, kblock, {a, first, last}, b.y, b.ldy);
     }
   }
 }
