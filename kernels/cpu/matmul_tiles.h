@@ -18,6 +18,7 @@
 #pragma once
 
 #include <algorithm>
+#include <concepts>
 #include <cstdint>
 
 #include "kernels/cpu/matmul_internal.h"
@@ -40,18 +41,13 @@ constexpr int64_t line_elems() {
   return per_line > Isa::kWidth ? per_line : Isa::kWidth;
 }
 
-// One cache line of a weight row as line_elems / kWidth FP32 vectors. A loader may provide
-// load_line (widening the line in fewer, wider operations); it returns a nonzero mask when the line
-// holds a NaN code it did not widen to NaN, and the caller then makes the row's results NaN.
+// A loader may widen a whole cache line at once (fewer, wider operations than one vector at a
+// time): load_line(p, out) writes line_elems / kWidth vectors and returns nonzero when the line
+// holds a NaN code it did not widen to NaN; the caller then makes the row's results NaN.
 template <class Isa, class Wt>
-inline uint64_t load_line(const typename Wt::Elem* p, typename Isa::Vec* out) {
-  if constexpr (requires { Wt::load_line(p, out); }) {
-    return Wt::load_line(p, out);
-  } else {
-    for (int64_t v = 0; v < line_elems<Isa, Wt>() / Isa::kWidth; ++v) out[v] = Wt::load(p + v * Isa::kWidth);
-    return 0;
-  }
-}
+concept LineLoader = requires(const typename Wt::Elem* p, typename Isa::Vec* out) {
+  { Wt::load_line(p, out) } -> std::convertible_to<uint64_t>;
+};
 
 // MR rows of x against weight rows [n, n + NR) over k in [ka, kb). For FP8, ka is a multiple of
 // block_cols; otherwise ka is a multiple of kWidth and only the row's end may be ragged.
@@ -64,6 +60,10 @@ inline void micro_tile(const WeightMatrix& w, const float* x, int64_t ldx, int64
   constexpr int kW = Isa::kWidth;
   constexpr int64_t kLine = line_elems<Isa, Wt>();
   constexpr int kLineVecs = int(kLine / kW);
+  // Whole lines pay while few rows of x share each weight vector; with more, the fmas dominate and
+  // a line's worth of widened vectors crowds the accumulators out of registers (measured slower
+  // for FP8 at m = 8).
+  constexpr bool kWholeLines = LineLoader<Isa, Wt> && MR <= 4;
   const int64_t cols = w.cols;
   const E* wr[NR];
   for (int j = 0; j < NR; ++j) wr[j] = static_cast<const E*>(w.data) + (n + j) * cols;
@@ -88,24 +88,33 @@ inline void micro_tile(const WeightMatrix& w, const float* x, int64_t ldx, int64
         scale[j] = Isa::set1(s * Wt::kScaleFactor);
       }
     }
+    // One chunk: weight vector j at wv[j * stride], scaled, against all MR rows of x at k.
+    auto step = [&](int64_t k, Vec* wv, int stride) __attribute__((always_inline)) {
+      if constexpr (Wt::kBlockScaled) {
+        for (int j = 0; j < NR; ++j) wv[j * stride] = Isa::mul(wv[j * stride], scale[j]);
+      }
+      for (int i = 0; i < MR; ++i) {
+        const Vec xv = Isa::in_register(Isa::load_x(xr[i] + k));
+        for (int j = 0; j < NR; ++j) acc[i][j] = Isa::fma(xv, wv[j * stride], acc[i][j]);
+      }
+    };
     // Whole cache lines, then whole vectors, then the ragged end: the same chunks in the same
     // order as a vector-at-a-time loop, so the split changes no result.
     int64_t k = k0;
     for (; k + kLine <= k1; k += kLine) {
-      Vec wv[NR][kLineVecs];
-      for (int j = 0; j < NR; ++j) {
-        if constexpr (Isa::kPrefetch) {
-          if (prefetch) Isa::prefetch(wr[j] + k + prefetch);
-        }
-        poisoned[j] |= load_line<Isa, Wt>(wr[j] + k, wv[j]);
+      if constexpr (Isa::kPrefetch) {
+        if (prefetch)
+          for (int j = 0; j < NR; ++j) Isa::prefetch(wr[j] + k + prefetch);
       }
-      for (int v = 0; v < kLineVecs; ++v) {
-        if constexpr (Wt::kBlockScaled) {
-          for (int j = 0; j < NR; ++j) wv[j][v] = Isa::mul(wv[j][v], scale[j]);
-        }
-        for (int i = 0; i < MR; ++i) {
-          const Vec xv = Isa::in_register(Isa::load_x(xr[i] + k + v * kW));
-          for (int j = 0; j < NR; ++j) acc[i][j] = Isa::fma(xv, wv[j][v], acc[i][j]);
+      if constexpr (kWholeLines) {
+        Vec wv[NR * kLineVecs];  // [j][v]
+        for (int j = 0; j < NR; ++j) poisoned[j] |= Wt::load_line(wr[j] + k, wv + j * kLineVecs);
+        for (int v = 0; v < kLineVecs; ++v) step(k + v * kW, wv + v, kLineVecs);
+      } else {
+        for (int v = 0; v < kLineVecs; ++v) {
+          Vec wv[NR];
+          for (int j = 0; j < NR; ++j) wv[j] = Wt::load(wr[j] + k + v * kW);
+          step(k + v * kW, wv, 1);
         }
       }
     }
