@@ -1,8 +1,9 @@
-// The MoE layer as a recipe: route (router GEMM, top-k, permutation), then either the grouped
-// GEMV kernels (few tokens, no host wait) or, per expert, gather and counts to the host and the
-// experts in two phases spread over the lanes (gate/up GEMMs; one SiLU-gated product
-// over all permuted rows; down GEMMs), the shared experts on a lane of their own from the start,
-// and the combine. Lanes fork from and join back into the caller's stream through events.
+// The MoE layer as a recipe: route (router GEMM, top-k, permutation), then the grouped GEMV
+// kernels (few tokens, no host wait), the two grouped GEMM launches (more tokens, no host wait)
+// or, per expert, gather and counts to the host and the experts in two phases spread over the
+// lanes (gate/up GEMMs; one SiLU-gated product over all permuted rows; down GEMMs); the shared
+// experts on a lane of their own from the start, and the combine. Lanes fork from and join back
+// into the caller's stream through events.
 #include "kernels/cuda/moe_layer.h"
 
 #include <algorithm>
@@ -11,6 +12,7 @@
 #include "kernels/cuda/device.h"
 #include "kernels/cuda/moe_combine.h"
 #include "kernels/cuda/moe_grouped.h"
+#include "kernels/cuda/moe_grouped_gemm.h"
 #include "kernels/cuda/moe_permute.h"
 #include "kernels/cuda/moe_router.h"
 
@@ -61,6 +63,13 @@ Status check(const MoeLayerWeights& w, const cpu::RouterParams& router, const Mo
   return ok_status();
 }
 
+// The path a forward takes: kAuto resolved by the row count and the device table.
+MoeExpertPath resolve(MoeExpertPath path, const MoeLayerWeights& w, int64_t rows) {
+  if (path != MoeExpertPath::kAuto) return path;
+  if (w.device_experts == nullptr) return MoeExpertPath::kPerExpertGemm;
+  return rows <= kMoeGroupedAutoMaxRows ? MoeExpertPath::kGrouped : MoeExpertPath::kGroupedGemm;
+}
+
 }  // namespace
 
 Result<std::unique_ptr<MoeLayerRunner>> MoeLayerRunner::create(int lanes) {
@@ -94,7 +103,7 @@ MoeLayerRunner::~MoeLayerRunner() {
 }
 
 Status MoeLayerRunner::reserve(const MoeLayerWeights& w, int64_t tokens, int64_t top_k,
-                               bool grouped) {
+                               MoeExpertPath path) {
   const int64_t experts = int64_t(w.experts.size()), rows = tokens * top_k;
   const size_t i4 = sizeof(int32_t);
   LS_RETURN_IF_ERROR(logits_.reserve(size_t(tokens * experts) * 4, "MoE router logits"));
@@ -106,13 +115,15 @@ Status MoeLayerRunner::reserve(const MoeLayerWeights& w, int64_t tokens, int64_t
   LS_RETURN_IF_ERROR(scratch_.reserve(moe_permute_scratch_bytes(tokens, top_k, experts),
                                       "MoE permutation scratch"));
   LS_RETURN_IF_ERROR(h_.reserve(size_t(rows * w.width) * 2, "MoE gated activations"));
-  if (grouped) {
+  if (path == MoeExpertPath::kGrouped) {
     LS_RETURN_IF_ERROR(active_.reserve(size_t(experts + 1) * i4, "MoE active experts"));
     LS_RETURN_IF_ERROR(grouped_y_.reserve(size_t(rows * w.hidden) * 4, "MoE expert outputs"));
   } else {
+    LS_RETURN_IF_ERROR(y_.reserve(size_t(rows * w.hidden) * 2, "MoE expert outputs"));
+  }
+  if (path == MoeExpertPath::kPerExpertGemm) {
     LS_RETURN_IF_ERROR(xp_.reserve(size_t(rows * w.hidden) * 2, "MoE permuted input"));
     LS_RETURN_IF_ERROR(gate_up_.reserve(size_t(rows * 2 * w.width) * 2, "MoE gate/up output"));
-    LS_RETURN_IF_ERROR(y_.reserve(size_t(rows * w.hidden) * 2, "MoE expert outputs"));
   }
   if (w.shared) {
     LS_RETURN_IF_ERROR(shared_gate_up_.reserve(size_t(tokens * 2 * w.shared_width) * 2,
@@ -323,6 +334,37 @@ Status MoeLayerRunner::run_grouped(const MoeLayerWeights& w, const MoeLayerParam
   return moe_grouped_experts(g, stream);
 }
 
+Status MoeLayerRunner::run_grouped_gemm(const MoeLayerWeights& w, const MoeLayerParams& p,
+                                        int64_t rows, cudaStream_t stream) {
+  MoeGroupedGemmParams g;  // h[r] = silu(x[source_token[r]] · W_gateᵀ) · (… · W_upᵀ)
+  g.w_dtype = w.dtype;
+  g.experts = w.device_experts;
+  g.weight = MoeGemmWeight::kGateUp;
+  g.num_experts = int64_t(w.experts.size());
+  g.offsets = offsets_.as<int32_t>();
+  g.max_rows = rows;
+  g.a = p.x;
+  g.lda = p.ldx;
+  g.a_rows = source_.as<int32_t>();
+  g.n = 2 * w.width;
+  g.k = w.hidden;
+  g.epilogue = MoeGemmEpilogue::kSiluMul;
+  g.y = h_.data();
+  g.y_dtype = DType::BF16;
+  g.ldy = w.width;
+  LS_RETURN_IF_ERROR(moe_grouped_gemm(g, stream));
+  g.weight = MoeGemmWeight::kDown;  // y[r] = h[r] · W_downᵀ
+  g.a = h_.data();
+  g.lda = w.width;
+  g.a_rows = nullptr;
+  g.n = w.hidden;
+  g.k = w.width;
+  g.epilogue = MoeGemmEpilogue::kStore;
+  g.y = y_.data();
+  g.ldy = w.hidden;
+  return moe_grouped_gemm(g, stream);
+}
+
 Status MoeLayerRunner::forward(const MoeLayerWeights& w, const cpu::RouterParams& router,
                                const MoeLayerParams& p, cudaStream_t stream) {
   LS_RETURN_IF_ERROR(check(w, router, p));
@@ -331,14 +373,13 @@ Status MoeLayerRunner::forward(const MoeLayerWeights& w, const cpu::RouterParams
     return make_error("cuda moe layer: tokens·top_k does not fit the int32 row indices");
   }
   const int64_t rows = p.tokens * router.top_k;
-  if (p.path == MoeExpertPath::kGrouped && w.device_experts == nullptr) {
-    return make_error("cuda moe layer: the grouped path needs the experts' table in device memory "
+  const MoeExpertPath path = resolve(p.path, w, rows);
+  if (path != MoeExpertPath::kPerExpertGemm && w.device_experts == nullptr) {
+    return make_error("cuda moe layer: the grouped paths need the experts' table in device memory "
                       "(MoeLayerWeights::device_experts)");
   }
-  const bool grouped = p.path == MoeExpertPath::kGrouped ||
-                       (p.path == MoeExpertPath::kAuto && w.device_experts != nullptr &&
-                        rows <= kMoeGroupedAutoMaxRows);
-  LS_RETURN_IF_ERROR(reserve(w, p.tokens, router.top_k, grouped));
+  const bool grouped = path == MoeExpertPath::kGrouped;
+  LS_RETURN_IF_ERROR(reserve(w, p.tokens, router.top_k, path));
   Lane& shared_lane = lanes_.back();
   if (w.shared) {
     LS_CUDA_RETURN_IF_ERROR(cudaEventRecord(fork_, stream));
@@ -349,6 +390,8 @@ Status MoeLayerRunner::forward(const MoeLayerWeights& w, const cpu::RouterParams
   LS_RETURN_IF_ERROR(route(w, router, p, stream));
   if (grouped) {
     LS_RETURN_IF_ERROR(run_grouped(w, p, router.top_k, stream));
+  } else if (path == MoeExpertPath::kGroupedGemm) {
+    LS_RETURN_IF_ERROR(run_grouped_gemm(w, p, rows, stream));
   } else {
     LS_RETURN_IF_ERROR(gather_and_count(w, p, router.num_experts, rows, stream));
     LS_RETURN_IF_ERROR(run_experts(w, rows, stream));

@@ -44,9 +44,12 @@ struct MoeLayerWeights {
 
 // How the routed experts are computed.
 enum class MoeExpertPath {
-  kAuto,           // grouped when tokens·top_k ≤ kMoeGroupedAutoMaxRows and device_experts is set
+  // With device_experts set: kGrouped when tokens·top_k ≤ kMoeGroupedAutoMaxRows, else
+  // kGroupedGemm. Without it: kPerExpertGemm.
+  kAuto,
   kPerExpertGemm,  // one cuBLASLt GEMM per non-empty expert; reads the row counts on the host
   kGrouped,        // moe_grouped.h's GEMV kernels: no host wait, so a CUDA graph can capture it
+  kGroupedGemm,    // moe_grouped_gemm.h's one-launch tensor-core GEMMs: no host wait either
 };
 inline constexpr int64_t kMoeGroupedAutoMaxRows = 256;
 
@@ -67,9 +70,11 @@ struct MoeLayerParams {
 // cuBLASLt (CUDA 13.0) has no grouped GEMM with per-group sizes, and the block-scaled FP8 modes
 // exist only in cuBLASLt, so on the per-expert path each non-empty expert is one GEMM call: the
 // host reads the per-expert row counts back once per layer (one small copy and a wait on
-// `stream`), which a CUDA graph cannot capture. The grouped path (few tokens, memory-bound anyway)
-// keeps the routing on the device; with it forward() waits on nothing and, once a call of the
-// same token count has grown the scratch, allocates nothing, so it can be captured.
+// `stream`), which a CUDA graph cannot capture. The grouped paths keep the routing on the device:
+// GEMV kernels for few tokens (memory-bound anyway), one tensor-core GEMM launch for gate/up (with
+// the SiLU-gated product in its epilogue and the gather of the inputs in its loads) and one for
+// down otherwise. With them forward() waits on nothing and, once a call of the same token count
+// has grown the scratch, allocates nothing, so it can be captured.
 class MoeLayerRunner {
  public:
   static Result<std::unique_ptr<MoeLayerRunner>> create(int lanes = 4);
@@ -98,7 +103,7 @@ class MoeLayerRunner {
   };
   MoeLayerRunner() = default;
 
-  Status reserve(const MoeLayerWeights& w, int64_t tokens, int64_t top_k, bool grouped);
+  Status reserve(const MoeLayerWeights& w, int64_t tokens, int64_t top_k, MoeExpertPath path);
   // Router GEMM, top-k and permutation, all on the device.
   Status route(const MoeLayerWeights& w, const cpu::RouterParams& router,
                const MoeLayerParams& p, cudaStream_t stream);
@@ -107,6 +112,9 @@ class MoeLayerRunner {
                           int64_t rows, cudaStream_t stream);
   Status run_grouped(const MoeLayerWeights& w, const MoeLayerParams& p, int64_t top_k,
                      cudaStream_t stream);
+  // The kGroupedGemm path: h = silu(x·W_gateᵀ)·(x·W_upᵀ) and y = h·W_downᵀ, two launches.
+  Status run_grouped_gemm(const MoeLayerWeights& w, const MoeLayerParams& p, int64_t rows,
+                          cudaStream_t stream);
   Status run_shared(const MoeLayerWeights& w, const MoeLayerParams& p, Lane& lane);
   // One GEMM y[m, n] = x[m, k] · Wᵀ on the lane, BF16 x, W in the layer's dtype ([n, k], with
   // its block scales when FP8).
@@ -123,7 +131,7 @@ class MoeLayerRunner {
   int32_t* offsets_pinned_ = nullptr;  // page-locked copy of offsets for the host
   std::vector<int32_t> offsets_host_;
   DeviceBuffer logits_, ids_, weights_, offsets_, source_, permuted_row_, scratch_;
-  DeviceBuffer xp_, gate_up_, h_, y_;            // permuted rows: x, gate|up, silu·up, expert out
+  DeviceBuffer xp_, gate_up_, h_, y_;  // permuted rows: x, gate|up, silu·up, expert out (BF16)
   DeviceBuffer shared_gate_up_, shared_h_, shared_y_;
   DeviceBuffer active_, grouped_y_;  // grouped path: non-empty experts, F32 expert outputs
 };
