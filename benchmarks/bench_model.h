@@ -1,12 +1,19 @@
-// The model the engine benchmarks run: the folder given with --model, or the `lite` preset
-// (DeepSeek-V2-Lite layer shapes) made once in the temp folder, named after its layers and dtype.
+// What the engine benchmarks share: the model they run (the folder given with --model, or the
+// `lite` preset, DeepSeek-V2-Lite layer shapes, made once in the temp folder and named after its
+// layers and dtype), the --device option, random requests, and engine counters over one window.
 #pragma once
 
 #include <cstdio>
 #include <filesystem>
 #include <memory>
+#include <optional>
+#include <random>
 #include <string>
+#include <vector>
 
+#include "engine/device_executor.h"
+#include "engine/engine.h"
+#include "models/deepseek_v3/executor.h"
 #include "models/deepseek_v3/model.h"
 #include "models/make_model.h"
 
@@ -41,6 +48,56 @@ inline std::unique_ptr<models::deepseek_v3::Model> load_bench_model(std::string&
     return nullptr;
   }
   return std::move(model).value();
+}
+
+// --device: "cpu", "cuda" or "auto" (a GPU when this build has CUDA and one is present). Auto is
+// resolved here, before any engine exists, so a benchmark knows which machine it prices.
+inline std::optional<models::deepseek_v3::Device> parse_bench_device(const std::string& name) {
+  auto d = models::deepseek_v3::parse_device(name);
+  if (!d.ok()) {
+    std::fprintf(stderr, "--device: %s\n", d.error().message.c_str());
+    return std::nullopt;
+  }
+  if (*d == models::deepseek_v3::Device::kAuto) {
+    return engine::cuda_device_present() ? models::deepseek_v3::Device::kCuda : models::deepseek_v3::Device::kCpu;
+  }
+  return *d;
+}
+
+// `count` greedy requests of `prompt_len` random tokens each, generating exactly `max_tokens`.
+inline std::vector<engine::Request> random_requests(int count, int prompt_len, int max_tokens, int64_t vocab,
+                                                    std::mt19937& rng) {
+  std::vector<engine::Request> requests;
+  for (int i = 0; i < count; ++i) {
+    engine::Request r;
+    for (int t = 0; t < prompt_len; ++t) r.prompt_token_ids.push_back(int32_t(rng() % uint32_t(vocab)));
+    r.params.temperature = 0.0f;
+    r.params.max_tokens = max_tokens;
+    r.params.ignore_eos = true;
+    requests.push_back(std::move(r));
+  }
+  return requests;
+}
+
+// The engine's cumulative counters over a window (`now` minus `before`), so that one engine can
+// warm up (CUDA graph capture, GEMM plans) or serve several measurements and each is read alone.
+inline engine::EngineStats stats_since(const engine::EngineStats& now, const engine::EngineStats& before) {
+  engine::EngineStats d = now;
+  d.num_steps -= before.num_steps;
+  d.num_preemptions -= before.num_preemptions;
+  d.prompt_tokens -= before.prompt_tokens;
+  d.generated_tokens -= before.generated_tokens;
+  d.forward_seconds -= before.forward_seconds;
+  d.overhead_seconds -= before.overhead_seconds;
+  d.spec_drafted_tokens -= before.spec_drafted_tokens;
+  d.spec_accepted_tokens -= before.spec_accepted_tokens;
+  d.spec_verify_steps -= before.spec_verify_steps;
+  d.spec_emitted_tokens -= before.spec_emitted_tokens;
+  for (size_t i = 0; i < d.spec_drafted_per_position.size() && i < before.spec_drafted_per_position.size(); ++i) {
+    d.spec_drafted_per_position[i] -= before.spec_drafted_per_position[i];
+    d.spec_accepted_per_position[i] -= before.spec_accepted_per_position[i];
+  }
+  return d;
 }
 
 }  // namespace latentserve::bench

@@ -1,17 +1,26 @@
-// Decode throughput with and without MTP speculative decoding at batch sizes 1, 8 and 64, on the
-// `lite` preset (DeepSeek-V2-Lite layer shapes; 4 layers, or --num-layers N for a realistic
-// proportion of MTP module to main model; --fp8 for FP8 weights) unless --model is given.
+// Decode throughput with and without MTP speculative decoding at batch sizes 1, 8 and 64 (or
+// --batches), on the `lite` preset (DeepSeek-V2-Lite layer shapes; 4 layers, or --num-layers N for
+// a realistic proportion of MTP module to main model; --fp8 for FP8 weights) unless --model is
+// given, on the CPU (the default, comparable with benchmarks/RESULTS.md) or --device cuda|auto.
 // Drafts are forced to agree with the main model at a known rate a (the engine's test hook, fed
 // with the greedy outputs of the run without speculation), so acceptance is not left to the
-// random weights. Prints tokens per step and the throughput ratio for each a, against the mean of
-// two runs without speculation (one before, one after), after paging every weight in.
-// Beside each row, a roofline (speculative_roofline.h): the weight bytes and FLOPs of the step
-// from the routing the run took, priced with this machine's bandwidth and FLOP rate measured in
-// the same run, and the speedup that allows; then the same for DeepSeek-V3's real shapes, and the
-// anatomy of one batch-1 step (main forward, MTP forward, verification, the engine's own work).
+// random weights. One engine per setting (off, each a, off again) runs every batch in turn; each
+// batch is timed alone, after --warmup tokens of same-sized requests in that engine (default 2 on
+// CUDA, where the first steps of a batch size capture CUDA graphs and choose GEMM plans; 0 on the
+// CPU, after paging every weight in). Prints tokens per step and the throughput ratio for each a,
+// against the mean of the two runs without speculation.
+// Beside each row, a roofline (speculative_roofline.h): the weight bytes and FLOPs of the step,
+// priced with the machine's bandwidth and FLOP rate. On the CPU: the routing the run took and this
+// machine measured in the same run. On CUDA: uniform routing (the CUDA executor logs none) and the
+// GPU's ceilings from LATENTSERVE_CEILING_COPY_BYTES_PER_S / _FP8_TFLOPS (benchmarks/gpu/check.sh
+// exports them; without them the roofline is left out). Then the same for DeepSeek-V3's real
+// shapes, the anatomy of one batch-1 step on the device (main forward, MTP forward, verification,
+// the engine's own work), and the key ratios as "| metric | measured | reference | ratio | target |"
+// rows, which check.sh copies into its final table.
 //
-//   bench_engine_speculative [--model DIR | --num-layers N --fp8 1] [--tokens 16] [--prompt-len 4]
-//                            [--k 1] [--batches 1,8,64] [--anatomy 5]
+//   bench_engine_speculative [--model DIR | --num-layers N --fp8 1] [--device cpu|cuda|auto]
+//                            [--tokens 16] [--prompt-len 4] [--k 1] [--batches 1,8,64]
+//                            [--anatomy 5] [--warmup N]
 #include <chrono>
 #include <cstdio>
 #include <cstdlib>
@@ -27,11 +36,13 @@
 #include "engine/engine.h"
 #include "benchmarks/bench_model.h"
 #include "benchmarks/speculative_roofline.h"
-#include "models/latent_cache.h"
+#include "engine/device_executor.h"
 
 using namespace latentserve;
 
 namespace {
+
+using models::deepseek_v3::Device;
 
 struct Options {
   std::string model;
@@ -41,6 +52,8 @@ struct Options {
   int prompt_len = 4;
   int k = 1;
   int anatomy = 5;  // direct-call repeats for the batch-1 step anatomy (0: none)
+  int warmup = -1;  // warm-up tokens per batch in each engine (-1: 2 on CUDA, 0 on the CPU)
+  Device device = Device::kCpu;  // auto is resolved by parse()
   std::vector<int> batches = {1, 8, 64};
 };
 
@@ -56,6 +69,12 @@ Options parse(int argc, char** argv) {
     else if (key == "--prompt-len") o.prompt_len = std::atoi(v);
     else if (key == "--k") o.k = std::atoi(v);
     else if (key == "--anatomy") o.anatomy = std::atoi(v);
+    else if (key == "--warmup") o.warmup = std::atoi(v);
+    else if (key == "--device") {
+      const auto d = bench::parse_bench_device(v);
+      if (!d) std::exit(2);
+      o.device = *d;
+    }
     else if (key == "--batches") {
       o.batches.clear();
       std::stringstream ss(v);
@@ -65,6 +84,7 @@ Options parse(int argc, char** argv) {
       std::exit(2);
     }
   }
+  if (o.warmup < 0) o.warmup = o.device == Device::kCuda ? 2 : 0;
   return o;
 }
 
@@ -76,39 +96,69 @@ struct Run {
   models::deepseek_v3::RoutingLog routing;  // every forward call of the run
 };
 
-Run run(models::deepseek_v3::Model& model, const std::vector<engine::Request>& requests,
-        engine::SpeculativeConfig spec) {
-  Run result;
-  model.set_routing_log(&result.routing);
+// Latent-cache blocks for the largest batch: each sequence's prompt, tokens and K lookahead
+// slots, plus a block of slack (at least the 512 the CPU runs always had).
+int64_t cache_blocks(const Options& o, int64_t block_size) {
+  int max_batch = 1;
+  for (int b : o.batches) max_batch = std::max(max_batch, b);
+  const int64_t per_seq = (o.prompt_len + o.tokens + o.k + 1 + block_size - 1) / block_size + 1;
+  return std::max<int64_t>(512, int64_t(max_batch) * per_seq);
+}
+
+// One engine with the speculative setting `spec` runs each request set in turn; each run is timed
+// alone (after `o.warmup` tokens of as many fresh requests, when asked) and gets its own counters
+// and routing log. `description` receives the executor's.
+std::vector<Run> run_sets(models::deepseek_v3::Model& model, const std::vector<std::vector<engine::Request>>& sets,
+                          engine::SpeculativeConfig spec, const Options& o, std::string* description) {
   engine::EngineConfig config;
   config.log_startup = false;
-  config.num_kv_blocks = 512;
+  config.device = o.device;
   config.block_size = 16;
+  config.num_kv_blocks = cache_blocks(o, config.block_size);
   config.speculative = std::move(spec);
   auto engine = engine::Engine::create(model, config);
   if (!engine.ok()) {
     std::fprintf(stderr, "%s\n", engine.error().message.c_str());
     std::exit(1);
   }
-  const auto start = std::chrono::steady_clock::now();
-  std::vector<engine::RequestHandle> handles;
-  for (const auto& r : requests) handles.push_back(std::move((*engine)->submit(r)).value());
-  for (auto& h : handles) {
-    engine::CollectedRequest c = engine::collect_all(h);
-    result.tokens += c.usage.completion_tokens;
-    result.outputs.push_back(c.completions.empty() ? std::vector<int32_t>{} : c.completions[0].token_ids);
+  std::mt19937 warm_rng(11);
+  std::vector<Run> runs;
+  for (const auto& requests : sets) {
+    if (o.warmup > 0) {
+      auto warm = bench::random_requests(int(requests.size()), o.prompt_len, o.warmup, model.config().vocab_size,
+                                         warm_rng);
+      std::vector<engine::RequestHandle> handles;
+      for (auto& r : warm) handles.push_back(std::move((*engine)->submit(std::move(r))).value());
+      for (auto& h : handles) (void)engine::collect_all(h);
+    }
+    (*engine)->wait_idle();
+    const engine::EngineStats before = (*engine)->stats();
+    Run result;
+    model.set_routing_log(&result.routing);  // the engine is idle: no forward runs meanwhile
+    const auto start = std::chrono::steady_clock::now();
+    std::vector<engine::RequestHandle> handles;
+    for (const auto& r : requests) handles.push_back(std::move((*engine)->submit(r)).value());
+    for (auto& h : handles) {
+      engine::CollectedRequest c = engine::collect_all(h);
+      result.tokens += c.usage.completion_tokens;
+      result.outputs.push_back(c.completions.empty() ? std::vector<int32_t>{} : c.completions[0].token_ids);
+    }
+    result.seconds = std::chrono::duration<double>(std::chrono::steady_clock::now() - start).count();
+    (*engine)->wait_idle();
+    model.set_routing_log(nullptr);
+    result.stats = bench::stats_since((*engine)->stats(), before);
+    runs.push_back(std::move(result));
   }
-  result.seconds = std::chrono::duration<double>(std::chrono::steady_clock::now() - start).count();
-  (*engine)->wait_idle();
-  result.stats = (*engine)->stats();
-  engine->reset();  // no forward runs past here
-  model.set_routing_log(nullptr);
-  return result;
+  if (description != nullptr) *description = (*engine)->stats().device;
+  return runs;
 }
 
-engine::DraftOracle oracle_from(const std::vector<engine::Request>& requests, const Run& reference) {
+// Every set's prompts mapped to the outputs of the run without speculation.
+engine::DraftOracle oracle_from(const std::vector<std::vector<engine::Request>>& sets, const std::vector<Run>& reference) {
   auto table = std::make_shared<std::map<std::vector<int32_t>, std::vector<int32_t>>>();
-  for (size_t i = 0; i < requests.size(); ++i) (*table)[requests[i].prompt_token_ids] = reference.outputs[i];
+  for (size_t s = 0; s < sets.size(); ++s) {
+    for (size_t i = 0; i < sets[s].size(); ++i) (*table)[sets[s][i].prompt_token_ids] = reference[s].outputs[i];
+  }
   return [table](std::span<const int32_t> prompt, std::span<const int32_t> out) -> std::optional<int32_t> {
     auto it = table->find(std::vector<int32_t>(prompt.begin(), prompt.end()));
     if (it == table->end() || out.size() >= it->second.size()) return std::nullopt;
@@ -263,6 +313,31 @@ StepCost step_cost(const bench::ModelShape& shape, const Run& r, int64_t max_que
   return s;
 }
 
+// The same price under uniform routing, for executors that log no routing (CUDA): the main pass
+// over (1 + K) rows per sequence, all through the head (1 row without drafts); with drafts, the
+// MTP over the tokens_per_step newly verified rows per sequence (logits for one), then K - 1
+// chained MTP passes of one row per sequence.
+StepCost uniform_step_cost(const bench::ModelShape& shape, const models::ModelConfig& c, double batch, int k,
+                           double tokens_per_step, const bench::Machine& m) {
+  const double experts = double(c.n_routed_experts), top_k = double(c.num_experts_per_tok);
+  auto add = [](StepCost& s, const bench::PassCost& p) {
+    s.cost.bytes += p.bytes;
+    s.cost.flops += p.flops;
+    s.cost.seconds += p.seconds;
+    s.cost.kernel_seconds += p.kernel_seconds;
+  };
+  StepCost s;
+  const double rows = batch * double(1 + k);
+  s.experts = bench::uniform_distinct(experts, top_k, rows);
+  add(s, bench::price(shape.main, rows, rows, s.experts, m));
+  if (k == 0) return s;
+  const double verified = batch * tokens_per_step;
+  add(s, bench::price(shape.mtp, verified, batch, bench::uniform_distinct(experts, top_k, verified), m));
+  for (int i = 1; i < k; ++i) add(s, bench::price(shape.mtp, batch, batch, bench::uniform_distinct(experts, top_k, batch), m));
+  s.mtp_rows = verified + batch * double(k - 1);
+  return s;
+}
+
 void print_roofline_row(int batch, const char* a, double tokens_per_step, const StepCost& s, const Run& r,
                         const StepCost& off, double measured_ratio) {
   const double measured_ms = 1e3 * r.seconds / double(std::max<int64_t>(1, r.stats.num_steps));
@@ -316,28 +391,41 @@ void print_deepseek_v3(const bench::Machine& device, const char* device_name) {
   }
 }
 
-// The pieces of a batch-1, K = 1 step timed by calling them directly (a 32-token context): the
-// main forward over 1 row (no speculation) and 2 rows (verify), the MTP forward over 1 and 2 rows
-// (after a rejection / an acceptance), and verification plus the draft choice; against the
-// engine's measured step, whose remainder is the engine's own work.
-void print_anatomy(const models::deepseek_v3::Model& model, int iterations, const Run& off, const Run& all) {
+// The pieces of a batch-1, K = 1 step timed by calling an executor on the benchmark's device
+// directly (a 32-token context): the main forward over 1 row (no speculation) and 2 rows (verify),
+// the MTP forward over 1 and 2 rows (after a rejection / an acceptance), and verification plus the
+// draft choice; against the engine's measured step, whose remainder is the engine's own work.
+void print_anatomy(const models::deepseek_v3::Model& model, Device device, int iterations, const Run& off,
+                   const Run& all) {
   using models::append_sequence;
   const auto& c = model.config();
   const int64_t bs = 16;
-  auto cache = models::LatentCacheStorage::allocate(c, model.num_cache_layers_with_mtp(), 8, bs);
-  if (!cache.ok()) return;
+  models::deepseek_v3::ExecutorConfig ec;
+  ec.device = device;
+  ec.num_cache_layers = model.num_cache_layers_with_mtp();
+  ec.block_size = bs;
+  ec.num_blocks = 8;
+  auto executor = engine::make_executor(model, ec);
+  if (!executor.ok()) {
+    std::printf("batch-1 step anatomy: no executor (%s)\n", executor.error().message.c_str());
+    return;
+  }
+  auto& exec = **executor;
   const std::vector<int32_t> table = {0, 1, 2, 3, 4, 5, 6, 7};
   std::vector<int32_t> prompt;
   for (int i = 0; i < 32; ++i) prompt.push_back(int32_t((i * 7919 + 13) % c.vocab_size));
   const auto P = int32_t(prompt.size());
   models::Batch pre;
   append_sequence(pre, prompt, 0, table, bs, true);
-  auto main_pre = model.forward(pre, *cache);
-  if (!main_pre.ok()) return;
+  auto main_pre = exec.forward(pre);
+  if (!main_pre.ok()) {
+    std::printf("batch-1 step anatomy: %s\n", main_pre.error().message.c_str());
+    return;
+  }
   models::Batch mtp_pre;
   append_sequence(mtp_pre, std::vector<int32_t>(prompt.begin() + 1, prompt.end()), 0, table, bs, false);
   std::vector<float> h(main_pre->hidden.begin(), main_pre->hidden.end() - c.hidden_size);
-  (void)model.mtp_forward(mtp_pre, h, *cache);
+  (void)exec.mtp_forward(mtp_pre, h, 0);
 
   models::Batch one, two, mtp_one, mtp_two;
   append_sequence(one, {prompt[1]}, P, table, bs, true);
@@ -359,12 +447,25 @@ void print_anatomy(const models::deepseek_v3::Model& model, int iterations, cons
   for (int it = 0; it < iterations; ++it) {
     models::deepseek_v3::ForwardOutput verify;
     models::deepseek_v3::MtpForwardOutput draft;
-    timed(main1s, [&] { (void)model.forward(one, *cache); });
-    timed(main2s, [&] { verify = std::move(model.forward(two, *cache)).value(); });
+    Status failed;  // the first error of this iteration
+    auto keep = [&](auto result, auto& into) {
+      if (result.ok()) into = std::move(result).value();
+      else if (failed.ok()) failed = Status(result.error());
+    };
+    timed(main1s, [&] { (void)exec.forward(one); });
+    timed(main2s, [&] { keep(exec.forward(two), verify); });
+    if (!failed.ok()) {
+      std::printf("batch-1 step anatomy: %s\n", failed.error().message.c_str());
+      return;
+    }
     const std::vector<float> h2(verify.hidden.begin(), verify.hidden.end());
     const std::vector<float> h1(verify.hidden.begin(), verify.hidden.begin() + c.hidden_size);
-    timed(mtp1s, [&] { (void)model.mtp_forward(mtp_one, h1, *cache); });
-    timed(mtp2s, [&] { draft = std::move(model.mtp_forward(mtp_two, h2, *cache)).value(); });
+    timed(mtp1s, [&] { (void)exec.mtp_forward(mtp_one, h1, 0); });
+    timed(mtp2s, [&] { keep(exec.mtp_forward(mtp_two, h2, 0), draft); });
+    if (!failed.ok()) {
+      std::printf("batch-1 step anatomy: %s\n", failed.error().message.c_str());
+      return;
+    }
     timed(samples, [&] {
       const int32_t d = engine::choose_draft(draft.logits.data(), c.vocab_size, view, state, 0, nullptr);
       const std::vector<int32_t> drafts = {d};
@@ -378,9 +479,9 @@ void print_anatomy(const models::deepseek_v3::Model& model, int iterations, cons
   const double main1 = median(main1s), main2 = median(main2s), mtp1 = median(mtp1s), mtp2 = median(mtp2s);
   const double sample = median(samples);
   auto per_step = [](const Run& r, double seconds) { return 1e3 * seconds / double(std::max<int64_t>(1, r.stats.num_steps)); };
-  std::printf("batch-1 step anatomy (medians of %d direct calls, K = 1): main forward 1 row %.1f ms, 2 rows %.1f ms "
+  std::printf("batch-1 step anatomy (%s; medians of %d direct calls, K = 1): main forward 1 row %.1f ms, 2 rows %.1f ms "
               "(x%.2f); MTP forward 1 row %.1f ms, 2 rows %.1f ms; verify + draft choice %.2f ms\n",
-              iterations, main1, main2, main2 / main1, mtp1, mtp2, sample);
+              exec.description().c_str(), iterations, main1, main2, main2 / main1, mtp1, mtp2, sample);
   std::printf("engine: off %.1f ms/step (forward %.1f, rest %.1f); a = 1 %.1f ms/step (main + MTP forward %.1f, rest "
               "%.1f) vs direct pieces %.1f ms\n",
               per_step(off, off.seconds), per_step(off, off.stats.forward_seconds),
@@ -389,90 +490,166 @@ void print_anatomy(const models::deepseek_v3::Model& model, int iterations, cons
               main2 + mtp2 + sample);
 }
 
+// The measurements of one batch size: the run without speculation, one per a, and the second
+// run without it; `base_rate` is the mean of the two runs without.
+struct BatchRuns {
+  int batch = 0;
+  const Run* off = nullptr;
+  std::vector<std::pair<double, const Run*>> spec;
+  const Run* off_again = nullptr;
+  double base_rate = 0;
+};
+
+void print_batch(const BatchRuns& br) {
+  std::printf("| batch | a    | tokens/step | accepted | seconds | tokens/s | ratio | same output |\n");
+  std::printf("|-------|------|-------------|----------|---------|----------|-------|-------------|\n");
+  print_row(br.batch, "off", 1.0, "-", *br.off, br.base_rate, "-");
+  for (const auto& [a, r] : br.spec) {
+    char label[8], accepted[16];
+    std::snprintf(label, sizeof label, "%.2f", a);
+    std::snprintf(accepted, sizeof accepted, "%.1f%%",
+                  100.0 * double(r->stats.spec_accepted_tokens) / double(std::max<int64_t>(1, r->stats.spec_drafted_tokens)));
+    print_row(br.batch, label, r->stats.spec_mean_tokens_per_step(), accepted, *r, br.base_rate,
+              r->outputs == br.off->outputs ? "yes" : "NO");
+  }
+  print_row(br.batch, "off", 1.0, "-", *br.off_again, br.base_rate, br.off_again->outputs == br.off->outputs ? "yes" : "NO");
+}
+
+// The same runs priced by the roofline: per decode step, distinct experts per MoE layer of the
+// main pass, MTP rows, weight GB and GFLOP, then ms/step and speedup measured vs allowed. Returns
+// the speedup allowed for each a (in br.spec's order).
+std::vector<double> print_batch_roofline(const BatchRuns& br, const models::ModelConfig& c, const bench::ModelShape& shape,
+                                         const bench::Machine& machine, int k, bool observed_routing) {
+  auto cost = [&](const Run& r, int drafts) {
+    if (observed_routing) return step_cost(shape, r, drafts + 1, machine);
+    return uniform_step_cost(shape, c, br.batch, drafts, drafts ? r.stats.spec_mean_tokens_per_step() : 1.0, machine);
+  };
+  const StepCost off = cost(*br.off, 0);
+  std::printf("roofline (per decode step, %s routing; 'kernels' prices bytes at the %s):\n",
+              observed_routing ? "observed" : "uniform",
+              observed_routing ? "m = 1 kernel rates" : "same copy bandwidth");
+  print_roofline_header();
+  print_roofline_row(br.batch, "off", 1.0, off, *br.off, off, double(br.off->tokens) / br.off->seconds / br.base_rate);
+  std::vector<double> allowed;
+  for (const auto& [a, r] : br.spec) {
+    char label[8];
+    std::snprintf(label, sizeof label, "%.2f", a);
+    const double tps = r->stats.spec_mean_tokens_per_step();
+    const StepCost s = cost(*r, k);
+    print_roofline_row(br.batch, label, tps, s, *r, off, double(r->tokens) / r->seconds / br.base_rate);
+    allowed.push_back(tps * off.cost.seconds / s.cost.seconds);
+  }
+  return allowed;
+}
+
+// Rows for benchmarks/gpu/check.sh's final table (metric | measured | reference | ratio | target):
+// every a at the smallest and largest batch, a = 0.9 at the others; the reference is the speedup
+// the roofline allows (when there is one). Then how many outputs equal the run without MTP.
+void print_key_rows(const std::vector<BatchRuns>& batches, const std::vector<std::vector<double>>& allowed, int k,
+                    const char* device) {
+  int64_t same = 0, total = 0;
+  for (size_t i = 0; i < batches.size(); ++i) {
+    const BatchRuns& br = batches[i];
+    const bool edge = i == 0 || i + 1 == batches.size();
+    for (size_t j = 0; j < br.spec.size(); ++j) {
+      const auto& [a, r] = br.spec[j];
+      for (size_t q = 0; q < r->outputs.size(); ++q) same += r->outputs[q] == br.off->outputs[q] ? 1 : 0;
+      total += int64_t(r->outputs.size());
+      if (!edge && a != 0.9) continue;
+      const double measured = double(r->tokens) / r->seconds / br.base_rate;
+      char reference[32] = "-", ratio[16] = "-";
+      if (!allowed.empty()) {
+        std::snprintf(reference, sizeof reference, "roofline %.2fx", allowed[i][j]);
+        std::snprintf(ratio, sizeof ratio, "%.2f", measured / allowed[i][j]);
+      }
+      std::printf("| MTP speedup a=%.2f K=%d batch %d (%s) | %.2fx | %s | %s | %s |\n", a, k, br.batch, device,
+                  measured, reference, ratio, a == 0.9 ? "1.8x" : "-");
+    }
+  }
+  std::printf("| MTP greedy outputs equal to those without MTP (%s) | %lld of %lld | | | all |\n", device,
+              (long long)same, (long long)total);
+}
+
 }  // namespace
 
 int main(int argc, char** argv) {
   Options o = parse(argc, argv);
   auto model = latentserve::bench::load_bench_model(o.model, o.num_layers, o.fp8);
   if (!model) return 1;
+  const bool cuda = o.device == Device::kCuda;
   const int64_t vocab = model->config().vocab_size;
   print_shape(*model);
-  std::printf("model %s, K = %d, %d prompt + %d generated tokens per request (greedy)\n", o.model.c_str(), o.k,
-              o.prompt_len, o.tokens);
+  std::printf("model %s, K = %d, %d prompt + %d generated tokens per request (greedy), device %s, warm-up %d tokens\n",
+              o.model.c_str(), o.k, o.prompt_len, o.tokens, models::deepseek_v3::device_name(o.device), o.warmup);
   if (o.prompt_len <= o.k + 1) std::printf("note: prompts of <= K + 1 tokens: the roofline counts prefill as decode\n");
   std::mt19937 rng(7);
-  page_in(model->weights());
-  const bench::Machine machine = bench::measure_machine(model->weights());
-  std::printf("machine: read %.1f GB/s; FP8 matmul m = 1 streams %.1f GB/s, BF16 m = 1 %.1f GB/s; FP8 matmul m = 64 "
-              "%.1f GFLOP/s\n",
-              machine.read_bytes_per_s / 1e9, machine.fp8_bytes_per_s / 1e9, machine.bf16_bytes_per_s / 1e9,
-              machine.flops_per_s / 1e9);
+  std::vector<std::vector<engine::Request>> sets;
+  for (int b : o.batches) sets.push_back(bench::random_requests(b, o.prompt_len, o.tokens, vocab, rng));
+
+  // The machine the roofline prices: this CPU measured now, or the GPU's measured ceilings.
+  std::optional<bench::Machine> machine;
+  if (!cuda) {
+    page_in(model->weights());
+    machine = bench::measure_machine(model->weights());
+    std::printf("machine: read %.1f GB/s; FP8 matmul m = 1 streams %.1f GB/s, BF16 m = 1 %.1f GB/s; FP8 matmul m = 64 "
+                "%.1f GFLOP/s\n",
+                machine->read_bytes_per_s / 1e9, machine->fp8_bytes_per_s / 1e9, machine->bf16_bytes_per_s / 1e9,
+                machine->flops_per_s / 1e9);
+  } else if ((machine = bench::machine_from_ceilings())) {
+    std::printf("GPU ceilings (LATENTSERVE_CEILING_*): copy %.2f TB/s, GEMM %.0f TFLOP/s\n",
+                machine->read_bytes_per_s / 1e12, machine->flops_per_s / 1e12);
+  } else {
+    std::printf("no GPU ceilings in the environment (LATENTSERVE_CEILING_COPY_BYTES_PER_S and _FP8_TFLOPS, which "
+                "benchmarks/gpu/check.sh exports): the roofline is left out\n");
+  }
   const bench::ModelShape shape = bench::shape_of(model->config(), model->weights());
-  {  // warm-up: first-call allocations in the engine and the kernels
-    engine::Request r;
-    r.prompt_token_ids = {1, 2, 3};
-    r.params.temperature = 0.0f;
-    r.params.max_tokens = 4;
+  if (o.warmup == 0) {  // one short request: first-call allocations in the engine and the kernels
     engine::SpeculativeConfig spec;
     spec.num_speculative_tokens = o.k;
-    (void)run(*model, {r}, spec);
+    Options once = o;
+    once.batches = {1};
+    std::mt19937 warm_rng(3);
+    (void)run_sets(*model, {bench::random_requests(1, 3, 4, vocab, warm_rng)}, spec, once, nullptr);
   }
-  for (int b : o.batches) {
-    std::vector<engine::Request> requests;
-    for (int i = 0; i < b; ++i) {
-      engine::Request r;
-      for (int t = 0; t < o.prompt_len; ++t) r.prompt_token_ids.push_back(int32_t(rng() % vocab));
-      r.params.temperature = 0.0f;
-      r.params.max_tokens = o.tokens;
-      r.params.ignore_eos = true;
-      requests.push_back(std::move(r));
-    }
-    // The baseline runs before and after the speculative runs; ratios are against the mean of
-    // the two rates, and the two "off" rows show how much the shared machine drifted meanwhile.
-    const Run base = run(*model, requests, {});
-    std::vector<std::pair<double, Run>> spec_runs;
-    for (double a : {0.0, 0.5, 0.9, 1.0}) {
-      engine::SpeculativeConfig spec;
-      spec.num_speculative_tokens = o.k;
-      spec.forced_acceptance = a;
-      spec.oracle = oracle_from(requests, base);
-      spec_runs.emplace_back(a, run(*model, requests, spec));
-    }
-    const Run base_again = run(*model, requests, {});
-    const double base_rate = 0.5 * (double(base.tokens) / base.seconds + double(base_again.tokens) / base_again.seconds);
-    std::printf("| batch | a    | tokens/step | accepted | seconds | tokens/s | ratio | same output |\n");
-    std::printf("|-------|------|-------------|----------|---------|----------|-------|-------------|\n");
-    print_row(b, "off", 1.0, "-", base, base_rate, "-");
-    for (const auto& [a, r] : spec_runs) {
-      char label[8], accepted[16];
-      std::snprintf(label, sizeof label, "%.2f", a);
-      std::snprintf(accepted, sizeof accepted, "%.1f%%",
-                    100.0 * double(r.stats.spec_accepted_tokens) / double(std::max<int64_t>(1, r.stats.spec_drafted_tokens)));
-      print_row(b, label, r.stats.spec_mean_tokens_per_step(), accepted, r, base_rate,
-                r.outputs == base.outputs ? "yes" : "NO");
-    }
-    print_row(b, "off", 1.0, "-", base_again, base_rate, base_again.outputs == base.outputs ? "yes" : "NO");
 
-    // The same runs priced by the roofline: per decode step, distinct experts per MoE layer of the
-    // main pass, MTP rows, weight GB and GFLOP, then ms/step and speedup measured vs allowed.
-    const int64_t decode_rows = o.k + 1;
-    const StepCost off = step_cost(shape, base, 1, machine);
-    std::printf("roofline (per decode step; 'kernels' prices bytes at the m = 1 kernel rates):\n");
-    print_roofline_header();
-    print_roofline_row(b, "off", 1.0, off, base, off, double(base.tokens) / base.seconds / base_rate);
-    for (const auto& [a, r] : spec_runs) {
-      char label[8];
-      std::snprintf(label, sizeof label, "%.2f", a);
-      const double rate = double(r.tokens) / r.seconds;
-      print_roofline_row(b, label, r.stats.spec_mean_tokens_per_step(), step_cost(shape, r, decode_rows, machine), r,
-                         off, rate / base_rate);
+  // One engine per setting, each running every batch: off, a = 0, 0.5, 0.9, 1, off again.
+  std::string description;
+  const std::vector<Run> off = run_sets(*model, sets, {}, o, &description);
+  std::printf("executor: %s\n", description.c_str());
+  std::vector<std::pair<double, std::vector<Run>>> spec_runs;
+  for (double a : {0.0, 0.5, 0.9, 1.0}) {
+    engine::SpeculativeConfig spec;
+    spec.num_speculative_tokens = o.k;
+    spec.forced_acceptance = a;
+    spec.oracle = oracle_from(sets, off);
+    std::string d;
+    spec_runs.emplace_back(a, run_sets(*model, sets, spec, o, &d));
+    if (d != description) std::printf("executor (a = %.2f): %s\n", a, (description = d).c_str());
+  }
+  const std::vector<Run> off_again = run_sets(*model, sets, {}, o, nullptr);
+
+  std::vector<BatchRuns> batches;
+  std::vector<std::vector<double>> allowed;
+  for (size_t i = 0; i < sets.size(); ++i) {
+    BatchRuns br;
+    br.batch = o.batches[i];
+    br.off = &off[i];
+    br.off_again = &off_again[i];
+    for (const auto& [a, runs] : spec_runs) br.spec.emplace_back(a, &runs[i]);
+    br.base_rate = 0.5 * (double(off[i].tokens) / off[i].seconds + double(off_again[i].tokens) / off_again[i].seconds);
+    print_batch(br);
+    if (machine) allowed.push_back(print_batch_roofline(br, model->config(), shape, *machine, o.k, !cuda));
+    if (br.batch == 1 && o.k == 1 && o.anatomy > 0) {
+      print_anatomy(*model, o.device, o.anatomy, off[i], *br.spec.back().second);
     }
-    if (b == 1 && o.k == 1 && o.anatomy > 0) print_anatomy(*model, o.anatomy, base, spec_runs.back().second);
+    batches.push_back(std::move(br));
     std::fflush(stdout);
   }
   bench::Machine h200;  // spec-sheet figures of an H200-class GPU: a memory-bound device at batch 1
   h200.read_bytes_per_s = h200.fp8_bytes_per_s = h200.bf16_bytes_per_s = 4.8e12;
   h200.flops_per_s = 1979e12;
   print_deepseek_v3(h200, "one H200-class GPU (spec sheet)");
+  if (cuda && machine) print_deepseek_v3(*machine, "this GPU (measured ceilings)");
+  print_key_rows(batches, allowed, o.k, models::deepseek_v3::device_name(o.device));
   return 0;
 }

@@ -1,13 +1,16 @@
 // What the hardware allows a speculative decoding step: the weight bytes and FLOPs of a main pass
 // over 1 + K rows per sequence and of the MTP passes, from the model's shapes and the routing
-// observed (distinct experts per MoE layer), priced with the bandwidth and FLOP rate measured
-// on this machine; and the same for DeepSeek-V3's real shapes with uniform routing.
+// observed (distinct experts per MoE layer) or assumed uniform, priced with the bandwidth and FLOP
+// rate measured on this machine (or a GPU's, from benchmarks/gpu/check.sh); and the same for
+// DeepSeek-V3's real shapes with uniform routing.
 #pragma once
 
 #include <algorithm>
 #include <chrono>
 #include <cmath>
 #include <cstdint>
+#include <cstdlib>
+#include <optional>
 #include <thread>
 #include <vector>
 
@@ -256,6 +259,25 @@ inline Machine measure_machine(const models::deepseek_v3::DeepseekV3Weights& w) 
   m.bf16_bytes_per_s = measure_matmul({w.lm_head}, 1).first;
   if (m.flops_per_s == 0) m.flops_per_s = measure_matmul({w.lm_head}, 64).second;
   if (m.fp8_bytes_per_s == 0) m.fp8_bytes_per_s = m.bf16_bytes_per_s;
+  return m;
+}
+
+// A GPU as benchmarks/gpu/check.sh measured it (bench_gpu_ceilings, exported to the environment):
+// LATENTSERVE_CEILING_COPY_BYTES_PER_S (device copy, bytes read + written per second) prices every
+// byte, kernels included; LATENTSERVE_CEILING_FP8_TFLOPS (or _BF16_TFLOPS) the FLOPs. Empty when
+// either is missing or not a positive number: a GPU is never priced with this CPU's figures.
+inline std::optional<Machine> machine_from_ceilings() {
+  auto number = [](const char* name) {
+    const char* v = std::getenv(name);
+    return v == nullptr ? 0.0 : std::strtod(v, nullptr);
+  };
+  const double copy = number("LATENTSERVE_CEILING_COPY_BYTES_PER_S");
+  double tflops = number("LATENTSERVE_CEILING_FP8_TFLOPS");
+  if (!(tflops > 0)) tflops = number("LATENTSERVE_CEILING_BF16_TFLOPS");
+  if (!(copy > 0) || !(tflops > 0)) return std::nullopt;
+  Machine m;
+  m.read_bytes_per_s = m.fp8_bytes_per_s = m.bf16_bytes_per_s = copy;
+  m.flops_per_s = tflops * 1e12;
   return m;
 }
 
