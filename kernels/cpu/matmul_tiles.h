@@ -102,18 +102,25 @@ inline void micro_tile(const WeightMatrix& w, const float* x, int64_t ldx, int64
     // order as a vector-at-a-time loop, so the split changes no result.
     int64_t k = k0;
     for (; k + kLine <= k1; k += kLine) {
-      if constexpr (Isa::kPrefetch) {
-        if (prefetch)
-          for (int j = 0; j < NR; ++j) Isa::prefetch(wr[j] + k + prefetch);
-      }
       if constexpr (kWholeLines) {
         Vec wv[NR * kLineVecs];  // [j][v]
-        for (int j = 0; j < NR; ++j) poisoned[j] |= Wt::load_line(wr[j] + k, wv + j * kLineVecs);
+        for (int j = 0; j < NR; ++j) {
+          if constexpr (Isa::kPrefetch) {
+            if (prefetch) Isa::prefetch(wr[j] + k + prefetch);
+          }
+          poisoned[j] |= Wt::load_line(wr[j] + k, wv + j * kLineVecs);
+        }
         for (int v = 0; v < kLineVecs; ++v) step(k + v * kW, wv + v, kLineVecs);
       } else {
         for (int v = 0; v < kLineVecs; ++v) {
           Vec wv[NR];
-          for (int j = 0; j < NR; ++j) wv[j] = Wt::load(wr[j] + k + v * kW);
+          for (int j = 0; j < NR; ++j) {
+            // Every vector, though one per line would do: measured faster for k-blocked decode.
+            if constexpr (Isa::kPrefetch) {
+              if (prefetch) Isa::prefetch(wr[j] + k + v * kW + prefetch);
+            }
+            wv[j] = Wt::load(wr[j] + k + v * kW);
+          }
           step(k + v * kW, wv, 1);
         }
       }
