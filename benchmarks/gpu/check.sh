@@ -17,13 +17,25 @@
 #      ~50 GB of random weights made on the device, batch 1/8/64 at 4096 cached tokens, eager and
 #      CUDA graphs: step time, bytes read vs the copy ceiling, CUPTI idle fraction) and
 #      bench_gpu_sampling_bench (GPU sampler vs logits to the host + CPU sampler at batch 256);
-#   4. prints last one table made of every line the benchmarks print that starts with "| "
-#      (columns: metric | measured | reference | ratio | target).
+#   4. runs the engine on the CUDA executor (bench_engine_* --device cuda) on the 17-layer FP8 lite
+#      model (DeepSeek-V2-Lite layer shapes, 16 MoE layers + the MTP layer, ~12 GB, made in the temp
+#      folder on first use and shared by both): bench_engine_speculative (MTP speculative decoding,
+#      K = 1, drafts forced to agree at a = 0, 0.5, 0.9, 1, batches 1/8/64/256, priced by a
+#      roofline from the measured ceilings) and bench_engine_offline_throughput (256 requests at
+#      once against one at a time);
+#   5. prints last one table made of every line the bench_gpu_* benchmarks print that starts with
+#      "| ", and the engine benchmarks' key rows (MTP speedups, equal outputs, batching ratio,
+#      engine overhead) (columns: metric | measured | reference | ratio | target).
 # Exit status 0 when everything built and every test and benchmark passed.
 #
 # Time on one H200 (estimated, not yet measured): build ~3-4 min on 16 cores (capped at 330 s),
 # tests ~1-2 min (writing the lite models and their CPU forward dominate; capped at 240 s),
-# ceilings ~30 s, each other benchmark ~10-30 s (capped at 120 s each): about 7 minutes.
+# ceilings ~30 s, each other bench_gpu_* benchmark ~10-30 s (capped at 120 s each), then the
+# engine benchmarks ~1.5 min: making the 17-layer FP8 model ~25 s (3.2 GB of a 2-layer FP8 lite
+# model took 45 s on one core: ~70 MB/s per core, ~170 core-seconds for 12 GB), every engine
+# uploading the 12 GB of weights again (~5 s each; 7 engines and 1 executor in the speculative
+# benchmark, 2 in the offline one), the runs themselves ~10-20 s (capped at 180 s and 90 s). About
+# 8.5 minutes in all; LATENTSERVE_ENGINE_LAYERS=9 halves the engine benchmarks' model.
 #
 # Header-only dependencies: the build needs nlohmann/json and Catch2 v2 (headers plus their CMake
 # package files). Where they are not installed, collect them once on a machine that has them
@@ -33,7 +45,8 @@
 # check.sh puts build-third-party/ (or $LATENTSERVE_THIRD_PARTY) on CMAKE_PREFIX_PATH.
 #
 # Environment: LATENTSERVE_GPU_BUILD (build folder, default build-gpu), LATENTSERVE_CUDA_ARCH
-# (default 90a), LATENTSERVE_JOBS (default nproc), OUT (when set, logs and the table go there too).
+# (default 90a), LATENTSERVE_JOBS (default nproc), LATENTSERVE_ENGINE_LAYERS (layers of the engine
+# benchmarks' lite model, default 17), OUT (when set, logs and the table go there too).
 set -uo pipefail
 cd "$(dirname "$0")/../.." || exit 1
 root=$PWD
@@ -109,13 +122,14 @@ if ! cmake -S . -B "$build" -G Ninja -DCMAKE_BUILD_TYPE=Release -DLATENTSERVE_CU
   exit 1
 fi
 mapfile -t benches < <(ninja -C "$build" -t targets all | sed -n 's/^\(bench_gpu_[A-Za-z0-9_]*\): .*/\1/p' | sort -u)
-if ! timeout 330 cmake --build "$build" -j "$jobs" --target tests_cuda "${benches[@]}" \
+engine_benches=(bench_engine_speculative bench_engine_offline_throughput)
+if ! timeout 330 cmake --build "$build" -j "$jobs" --target tests_cuda "${benches[@]}" "${engine_benches[@]}" \
      > "$logs/build.log" 2>&1; then
   grep -E "error|Error" "$logs/build.log" | head -30
   echo "build failed [$(elapsed)]; full log: $logs/build.log"
   exit 1
 fi
-echo "built tests_cuda ${benches[*]} [$(elapsed)]"
+echo "built tests_cuda ${benches[*]} ${engine_benches[*]} [$(elapsed)]"
 
 echo "== GPU tests [$(elapsed)]"
 timeout 240 "$build/tests/tests_cuda" 2>&1 | tee "$logs/tests_cuda.log"
@@ -141,12 +155,26 @@ for b in "${benches[@]}"; do
   note_exit "$b" "${PIPESTATUS[0]}"
 done
 
+# The engine on the CUDA executor. Both benchmarks share one model (made by the first, ~12 GB in
+# the temp folder) and read the ceilings above for their roofline; their key rows start with
+# "| MTP ", "| offline " or "| engine overhead ".
+engine_model=(--device cuda --num-layers "${LATENTSERVE_ENGINE_LAYERS:-17}" --fp8 1)
+echo "== bench_engine_speculative [$(elapsed)]"
+timeout 180 "$build/benchmarks/bench_engine_speculative" "${engine_model[@]}" --batches 1,8,64,256 --k 1 \
+  --tokens 16 --prompt-len 4 --anatomy 3 2>&1 | tee "$logs/engine_speculative.log"
+note_exit bench_engine_speculative "${PIPESTATUS[0]}"
+echo "== bench_engine_offline_throughput [$(elapsed)]"
+timeout 90 "$build/benchmarks/bench_engine_offline_throughput" "${engine_model[@]}" --requests 256 \
+  --prompt-len 8 --max-tokens 16 --sequential 8 2>&1 | tee "$logs/engine_offline_throughput.log"
+note_exit bench_engine_offline_throughput "${PIPESTATUS[0]}"
+
 {
   echo
   echo "== results ($(nvidia-smi --query-gpu=name --format=csv,noheader 2>/dev/null | head -1), $(date -u +%Y-%m-%d), total $(elapsed))"
   echo "| metric | measured | reference | ratio | target |"
   echo "|---|---|---|---|---|"
   cat "$logs"/bench_gpu_*.log 2>/dev/null | grep '^| '
+  cat "$logs"/engine_*.log 2>/dev/null | grep -E '^\| (MTP |offline |engine overhead )'
   printf '%s\n' "${status_rows[@]}"
 } | tee "$logs/table.md"
 if [ -n "${OUT:-}" ] && [ -d "${OUT:-}" ]; then cp -r "$logs" "$OUT/"; fi
