@@ -71,9 +71,10 @@ struct MoeGroupedGemmParams {
 inline constexpr int64_t kMoeGemmTileM = 128;
 inline constexpr int64_t kMoeGemmTileN = 128;
 
-// Checks the parameters and enqueues the one kernel on `stream` (not its completion). Any k ≥ 1
-// works; rows of 16 bytes (k a multiple of 8 for BF16, 16 for FP8, lda a multiple of 8 and
-// 16-byte aligned a, y with ldy even) take the cp.async path, others a slower element-wise load.
+// Checks the parameters and enqueues the one kernel on `stream` (not its completion). Any n, k ≥ 1
+// work. Rows load as 16-byte cp.async chunks when they allow it (A: k and lda multiples of 8, `a`
+// 16-byte aligned; weights: k a multiple of 8 for BF16, 16 for FP8, each matrix 16-byte aligned),
+// element by element otherwise (slow; for odd test shapes).
 Status moe_grouped_gemm(const MoeGroupedGemmParams& p, cudaStream_t stream);
 
 // The plain CPU twin for tests: the same products with the weights (FP8: fp8 · scale, as float)

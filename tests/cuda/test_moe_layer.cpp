@@ -1,6 +1,7 @@
 // The whole GPU MoE layer (MoeLayerRunner) against the CPU model's moe_forward
 // (models/deepseek_v3/ffn.cpp) on fresh random weights and inputs: BF16 experts at awkward sizes
-// and FP8 block-scaled experts, through per-expert GEMMs and through the grouped kernels. Router logits are summed in a different order on the GPU, so a
+// and FP8 block-scaled experts, through per-expert GEMMs, the grouped GEMV kernels and the
+// one-launch grouped GEMMs. Router logits are summed in a different order on the GPU, so a
 // token whose routing sits on a near tie may pick other experts; such tokens must be rare and are
 // skipped, every other token must agree within the rounding of the GPU path's BF16 (or FP8)
 // intermediates, measured as the relative L2 error of the token's output row.
@@ -267,6 +268,25 @@ TEST_CASE("cuda MoE layer, grouped expert kernels (no host wait), against the CP
   check_layer({7, 16, 4, 4, 2, 256, 64, 64}, DType::BF16, 0.02, rng, cuda::MoeExpertPath::kAuto);
 }
 
+TEST_CASE("cuda MoE layer, one-launch grouped GEMMs (no host wait), against the CPU model's moe_forward",
+          "[cuda][moe][grouped_gemm]") {
+  std::mt19937 rng(std::random_device{}());
+  const auto gemm = cuda::MoeExpertPath::kGroupedGemm;
+  // Few and many rows per expert, hidden and width off the 128-wide tiles (200, 72) and off the
+  // 16-byte loads (hidden 200 for FP8), DeepSeek-V3's hidden width, 256 experts.
+  check_layer({1, 16, 4, 4, 2, 256, 64, 64}, DType::BF16, 0.02, rng, gemm);
+  check_layer({130, 16, 4, 1, 1, 128, 2048, 256}, DType::BF16, 0.02, rng, gemm);
+  check_layer({70, 16, 6, 4, 2, 200, 72, 0}, DType::BF16, 0.02, rng, gemm);
+  check_layer({33, 16, 8, 4, 2, 7168, 128, 0}, DType::BF16, 0.02, rng, gemm);
+  check_layer({1000, 256, 8, 8, 4, 256, 128, 256}, DType::BF16, 0.02, rng, gemm);
+  // Stacked FP8 gate/up keeps the checkpoints' block scales only when width is a multiple of 128.
+  check_layer({130, 64, 6, 8, 4, 384, 256, 256}, DType::F8_E4M3, 0.1, rng, gemm);
+  check_layer({7, 16, 8, 1, 1, 200, 128, 0}, DType::F8_E4M3, 0.1, rng, gemm);
+  check_layer({60, 8, 6, 1, 1, 7168, 256, 128}, DType::F8_E4M3, 0.1, rng, gemm);
+  // kAuto takes this path above kMoeGroupedAutoMaxRows rows once the table is on the device.
+  check_layer({100, 16, 4, 4, 2, 256, 64, 64}, DType::BF16, 0.02, rng, cuda::MoeExpertPath::kAuto);
+}
+
 TEST_CASE("cuda MoE layer: bad parameters are errors", "[cuda][moe]") {
   auto runner = cuda::MoeLayerRunner::create(2);
   require_ok(runner.ok() ? latentserve::Status() : latentserve::Status(runner.error()));
@@ -292,5 +312,7 @@ TEST_CASE("cuda MoE layer: bad parameters are errors", "[cuda][moe]") {
   CHECK(!(*runner)->forward(w, rp, p, nullptr).ok());
   w.dtype = DType::BF16;
   p.path = cuda::MoeExpertPath::kGrouped;  // without the experts' table on the device
+  CHECK(!(*runner)->forward(w, rp, p, nullptr).ok());
+  p.path = cuda::MoeExpertPath::kGroupedGemm;
   CHECK(!(*runner)->forward(w, rp, p, nullptr).ok());
 }
