@@ -395,17 +395,22 @@ void print_deepseek_v3(const bench::Machine& device, const char* device_name) {
 // directly (a 32-token context): the main forward over 1 row (no speculation) and 2 rows (verify),
 // the MTP forward over 1 and 2 rows (after a rejection / an acceptance), and verification plus the
 // draft choice; against the engine's measured step, whose remainder is the engine's own work.
+Result<std::unique_ptr<models::deepseek_v3::ModelExecutor>> anatomy_executor(const models::deepseek_v3::Model& model,
+                                                                              Device device, int64_t block_size) {
+  models::deepseek_v3::ExecutorConfig ec;
+  ec.device = device;
+  ec.num_cache_layers = model.num_cache_layers_with_mtp();
+  ec.block_size = block_size;
+  ec.num_blocks = 8;
+  return engine::make_executor(model, ec);
+}
+
 void print_anatomy(const models::deepseek_v3::Model& model, Device device, int iterations, const Run& off,
                    const Run& all) {
   using models::append_sequence;
   const auto& c = model.config();
   const int64_t bs = 16;
-  models::deepseek_v3::ExecutorConfig ec;
-  ec.device = device;
-  ec.num_cache_layers = model.num_cache_layers_with_mtp();
-  ec.block_size = bs;
-  ec.num_blocks = 8;
-  auto executor = engine::make_executor(model, ec);
+  auto executor = anatomy_executor(model, device, bs);
   if (!executor.ok()) {
     std::printf("batch-1 step anatomy: no executor (%s)\n", executor.error().message.c_str());
     return;
@@ -452,20 +457,18 @@ void print_anatomy(const models::deepseek_v3::Model& model, Device device, int i
       if (result.ok()) into = std::move(result).value();
       else if (failed.ok()) failed = Status(result.error());
     };
+    auto stop = [&] {
+      if (!failed.ok()) std::printf("batch-1 step anatomy: %s\n", failed.error().message.c_str());
+      return !failed.ok();
+    };
     timed(main1s, [&] { (void)exec.forward(one); });
     timed(main2s, [&] { keep(exec.forward(two), verify); });
-    if (!failed.ok()) {
-      std::printf("batch-1 step anatomy: %s\n", failed.error().message.c_str());
-      return;
-    }
+    if (stop()) return;
     const std::vector<float> h2(verify.hidden.begin(), verify.hidden.end());
     const std::vector<float> h1(verify.hidden.begin(), verify.hidden.begin() + c.hidden_size);
     timed(mtp1s, [&] { (void)exec.mtp_forward(mtp_one, h1, 0); });
     timed(mtp2s, [&] { keep(exec.mtp_forward(mtp_two, h2, 0), draft); });
-    if (!failed.ok()) {
-      std::printf("batch-1 step anatomy: %s\n", failed.error().message.c_str());
-      return;
-    }
+    if (stop()) return;
     timed(samples, [&] {
       const int32_t d = engine::choose_draft(draft.logits.data(), c.vocab_size, view, state, 0, nullptr);
       const std::vector<int32_t> drafts = {d};
