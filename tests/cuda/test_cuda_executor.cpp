@@ -6,8 +6,6 @@
 // comfortable; the router may flip near ties, which the row tolerance leaves room for.
 #include <catch2/catch.hpp>
 
-#include <algorithm>
-#include <cmath>
 #include <filesystem>
 #include <fstream>
 #include <memory>
@@ -17,7 +15,7 @@
 #include <unistd.h>
 
 #include "../models/model_harness.h"
-#include "models/cuda/cuda_executor.h"
+#include "executor_test_util.h"
 #include "models/fp8_quantize.h"
 #include "models/safetensors_writer.h"
 
@@ -25,81 +23,25 @@ namespace {
 
 using namespace latentserve;
 using namespace latentserve::testing;
-namespace dsv3 = latentserve::models::deepseek_v3;
+using namespace latentserve::test_executor;
 namespace fs = std::filesystem;
 
 constexpr int64_t kBlockSize = 16;  // small blocks: every prompt spans several, paging is exercised
 constexpr int64_t kNumBlocks = 64;
 
 std::unique_ptr<dsv3::ModelExecutor> gpu_executor(const Model& model, int64_t cache_layers) {
-  dsv3::ExecutorConfig config;
-  config.device = dsv3::Device::kCuda;
-  config.num_cache_layers = cache_layers;
-  config.block_size = kBlockSize;
-  config.num_blocks = kNumBlocks;
-  auto e = latentserve::models::cuda::make_cuda_executor(model, config);
-  if (!e.ok()) FAIL(e.error().message);
-  REQUIRE((*e)->num_blocks() == kNumBlocks);
-  REQUIRE((*e)->cache_bytes() == kNumBlocks * cache_layers * kBlockSize *
-                                     (model.config().kv_lora_rank + model.config().qk_rope_head_dim) * 2);
-  return std::move(e).value();
+  auto e = cuda_executor(model, {cache_layers, kBlockSize, kNumBlocks});
+  REQUIRE(e->num_blocks() == kNumBlocks);
+  REQUIRE(e->cache_bytes() == kNumBlocks * cache_layers * kBlockSize *
+                                  (model.config().kv_lora_rank + model.config().qk_rope_head_dim) * 2);
+  return e;
 }
 
-// The CPU model and the GPU executor driven in lockstep over caches with the same geometry.
-struct Pair {
-  const Model& model;
-  std::unique_ptr<dsv3::ModelExecutor> gpu;
-  LatentCacheStorage cpu_cache;
-
+// The CPU model and the GPU executor over caches of the test's geometry with `cache_layers` layers.
+struct Pair : CpuGpuPair {
   Pair(const Model& m, int64_t cache_layers)
-      : model(m), gpu(gpu_executor(m, cache_layers)), cpu_cache(allocate(m, cache_layers)) {}
-  static LatentCacheStorage allocate(const Model& m, int64_t layers) {
-    auto c = LatentCacheStorage::allocate(m.config(), layers, kNumBlocks, kBlockSize);
-    REQUIRE(c.ok());
-    return std::move(c).value();
-  }
-  std::pair<dsv3::ForwardOutput, dsv3::ForwardOutput> forward(const Batch& b) {
-    auto cpu = model.forward(b, cpu_cache);
-    if (!cpu.ok()) FAIL("CPU: " << cpu.error().message);
-    auto gpu_out = gpu->forward(b);
-    if (!gpu_out.ok()) FAIL("GPU: " << gpu_out.error().message);
-    return {std::move(cpu).value(), std::move(gpu_out).value()};
-  }
+      : CpuGpuPair(m, gpu_executor(m, cache_layers), {cache_layers, kBlockSize, kNumBlocks}) {}
 };
-
-double relative_l2(const float* got, const float* want, int64_t n) {
-  double diff = 0.0, norm = 0.0;
-  for (int64_t i = 0; i < n; ++i) {
-    diff += (double(got[i]) - want[i]) * (double(got[i]) - want[i]);
-    norm += double(want[i]) * want[i];
-  }
-  return std::sqrt(diff / std::max(norm, 1e-30));
-}
-
-double top2_margin(const float* v, int64_t n) {
-  std::vector<float> s(v, v + n);
-  std::partial_sort(s.begin(), s.begin() + 2, s.end(), std::greater<float>());
-  return double(s[0] - s[1]);
-}
-
-// Each row of `got` against `want` ([rows, n]): relative L2 ≤ tol, same top-1 where want's margin
-// is at least `margin`.
-void compare_rows(const std::vector<float>& got, const std::vector<float>& want, int64_t n, double tol,
-                  double margin, const std::string& what) {
-  REQUIRE(got.size() == want.size());
-  const int64_t rows = int64_t(want.size()) / n;
-  double worst = 0.0;
-  for (int64_t r = 0; r < rows; ++r) {
-    const float* g = got.data() + r * n;
-    const float* w = want.data() + r * n;
-    const double err = relative_l2(g, w, n);
-    worst = std::max(worst, err);
-    INFO(what << " row " << r << " relative L2 error " << err);
-    CHECK(err <= tol);
-    if (top2_margin(w, n) >= margin) CHECK(argmax(g, n) == argmax(w, n));
-  }
-  WARN(what << ": worst relative L2 error " << worst << " over " << rows << " rows");
-}
 
 std::vector<int32_t> scrambled_table(int64_t tokens, int64_t first_block) {
   std::vector<int32_t> t;
@@ -116,6 +58,8 @@ std::vector<int32_t> prompt(size_t k) { return golden()["prompts"][k].get<std::v
 
 constexpr double kLogitTol = 0.05;   // BF16 activations, FP32 accumulation
 constexpr double kMargin = 0.5;      // top-1 must agree above this CPU top-2 margin
+constexpr Tolerance kLogits = {kLogitTol, kMargin};
+constexpr Tolerance kHidden = {kLogitTol, 1e30};  // no top-1 on hidden rows
 
 }  // namespace
 
@@ -130,8 +74,8 @@ TEST_CASE("CUDA executor: prefill logits and hidden rows match the CPU model", "
     for (int32_t r = 0; r < int32_t(p.size()); r += 3) b.logit_rows.push_back(r);
     b.logit_rows.push_back(int32_t(p.size()) - 1);
     auto [cpu, gpu] = pair.forward(b);
-    compare_rows(gpu.logits, cpu.logits, V, kLogitTol, kMargin, "prompt " + std::to_string(k) + " logits");
-    compare_rows(gpu.hidden, cpu.hidden, H, kLogitTol, 1e30, "prompt " + std::to_string(k) + " hidden");
+    compare_rows(gpu.logits, cpu.logits, V, kLogits, "prompt " + std::to_string(k) + " logits");
+    compare_rows(gpu.hidden, cpu.hidden, H, kHidden, "prompt " + std::to_string(k) + " hidden");
   }
 }
 
@@ -168,7 +112,7 @@ TEST_CASE("CUDA executor: a mixed batch with a shared prefix block matches the C
   Batch first;
   models::append_sequence(first, a, 0, a_table, kBlockSize, true);
   auto [cpu0, gpu0] = pair.forward(first);
-  compare_rows(gpu0.logits, cpu0.logits, V, kLogitTol, kMargin, "prefix prefill");
+  compare_rows(gpu0.logits, cpu0.logits, V, kLogits, "prefix prefill");
 
   // B reuses A's first 4 blocks (64 tokens) and continues with its own tokens; C is fresh.
   std::vector<int32_t> b_table(a_table.begin(), a_table.begin() + 4);
@@ -182,14 +126,14 @@ TEST_CASE("CUDA executor: a mixed batch with a shared prefix block matches the C
   models::append_sequence(mixed, c, 0, c_table, kBlockSize, true);
   mixed.logit_rows.push_back(3);  // a middle row of B as well
   auto [cpu1, gpu1] = pair.forward(mixed);
-  compare_rows(gpu1.logits, cpu1.logits, V, kLogitTol, kMargin, "mixed batch");
+  compare_rows(gpu1.logits, cpu1.logits, V, kLogits, "mixed batch");
 
   Batch decode;
   models::append_sequence(decode, {7}, 71, a_table, kBlockSize, true);
   models::append_sequence(decode, {8}, 64 + int32_t(b_new.size()), b_table, kBlockSize, true);
   models::append_sequence(decode, {9}, int32_t(c.size()), c_table, kBlockSize, true);
   auto [cpu2, gpu2] = pair.forward(decode);
-  compare_rows(gpu2.logits, cpu2.logits, V, kLogitTol, kMargin, "decode of three sequences");
+  compare_rows(gpu2.logits, cpu2.logits, V, kLogits, "decode of three sequences");
 }
 
 TEST_CASE("CUDA executor: MTP over its shifted cache matches the CPU model", "[cuda][executor][model][mtp]") {
@@ -218,8 +162,8 @@ TEST_CASE("CUDA executor: MTP over its shifted cache matches the CPU model", "[c
     if (!cpu.ok()) FAIL("CPU: " << cpu.error().message);
     auto gpu = pair.gpu->mtp_forward(b, hidden, 0);
     if (!gpu.ok()) FAIL("GPU: " << gpu.error().message);
-    compare_rows(gpu->logits, cpu->logits, V, kLogitTol, kMargin, what + " logits");
-    compare_rows(gpu->hidden, cpu->hidden, H, kLogitTol, 1e30, what + " hidden");
+    compare_rows(gpu->logits, cpu->logits, V, kLogits, what + " logits");
+    compare_rows(gpu->hidden, cpu->hidden, H, kHidden, what + " hidden");
   };
   run(0, int32_t(n) - 3, "MTP prefill");
   run(int32_t(n) - 3, 2, "MTP continuation");
@@ -244,7 +188,7 @@ TEST_CASE("CUDA executor: an invalid batch is an error and leaves the executor u
   Batch good;
   models::append_sequence(good, prompt(1), 0, {2}, kBlockSize, true);
   auto [cpu, gpu] = pair.forward(good);
-  compare_rows(gpu.logits, cpu.logits, model.config().vocab_size, kLogitTol, kMargin, "after an error");
+  compare_rows(gpu.logits, cpu.logits, model.config().vocab_size, kLogits, "after an error");
 }
 
 namespace {
@@ -299,12 +243,12 @@ TEST_CASE("CUDA executor: an FP8 copy of tiny-dsv3 matches the CPU model on the 
     for (int32_t r = 0; r < int32_t(p.size()); r += 4) b.logit_rows.push_back(r);
     auto [cpu, gpu] = pair.forward(b);
     // The block-scaled path also quantizes activations per token to FP8: a wider tolerance.
-    compare_rows(gpu.logits, cpu.logits, V, 0.15, 1.0, "FP8 prefill");
+    compare_rows(gpu.logits, cpu.logits, V, {0.15, 1.0}, "FP8 prefill");
     Batch d;
     models::append_sequence(d, {int32_t(argmax(cpu.logits.data() + (int64_t(b.logit_rows.size()) - 1) * V, V))},
                             int32_t(p.size()), scrambled_table(int64_t(p.size()) + 1, 9), kBlockSize, true);
     auto [cpu_d, gpu_d] = pair.forward(d);
-    compare_rows(gpu_d.logits, cpu_d.logits, V, 0.15, 1.0, "FP8 decode");
+    compare_rows(gpu_d.logits, cpu_d.logits, V, {0.15, 1.0}, "FP8 decode");
   }
   std::error_code ec;
   fs::remove_all(dir, ec);

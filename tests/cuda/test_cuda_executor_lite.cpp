@@ -7,130 +7,26 @@
 #include <catch2/catch.hpp>
 
 #include <algorithm>
-#include <cmath>
-#include <filesystem>
-#include <map>
-#include <memory>
 #include <random>
 #include <string>
 #include <vector>
 
-#include <unistd.h>
-
 #include "../models/model_harness.h"
-#include "models/cuda/cuda_executor.h"
-#include "models/make_model.h"
+#include "executor_test_util.h"
 
 namespace {
 
 using namespace latentserve;
 using namespace latentserve::testing;
-namespace dsv3 = latentserve::models::deepseek_v3;
-namespace fs = std::filesystem;
+using namespace latentserve::test_executor;
 
 constexpr int64_t kBlockSize = 32;  // prompts of 70 and 97 tokens span 3 and 4 blocks
 constexpr int64_t kNumBlocks = 48;
 
-// The lite preset cut to 2 layers, made once per process; the files are removed once mapped.
-const Model& lite_model(bool fp8) {
-  static std::map<bool, std::unique_ptr<Model>> models;
-  auto it = models.find(fp8);
-  if (it != models.end()) return *it->second;
-  const std::string dir = (fs::temp_directory_path() / ("latentserve-cuda-lite-" + std::string(fp8 ? "fp8-" : "bf16-") +
-                                                        std::to_string(::getpid()))).string();
-  models::MakeModelOptions m;
-  m.preset = "lite";
-  m.out_dir = dir;
-  m.seed = std::random_device{}();
-  m.fp8 = fp8;
-  m.num_layers = 2;
-  INFO("seed " << m.seed);
-  const Status made = models::make_model(m);
-  if (!made.ok()) FAIL(made.error().message);
-  auto loaded = Model::load(dir);
-  std::error_code ec;
-  fs::remove_all(dir, ec);
-  if (!loaded.ok()) FAIL(loaded.error().message);
-  REQUIRE((*loaded)->config().kv_lora_rank == 512);
-  REQUIRE((*loaded)->config().qk_rope_head_dim == 64);
-  REQUIRE((*loaded)->weights().layers.size() == 2);
-  REQUIRE((*loaded)->weights().layers[0].mlp.has_value());
-  REQUIRE((*loaded)->weights().layers[1].moe.has_value());
-  return *models.emplace(fp8, std::move(loaded).value()).first->second;
-}
-
-// The CPU model and the GPU executor driven in lockstep over caches with the same geometry.
-struct Pair {
-  const Model& model;
-  std::unique_ptr<dsv3::ModelExecutor> gpu;
-  LatentCacheStorage cpu_cache;
-
-  explicit Pair(const Model& m) : model(m), cpu_cache(allocate(m)) {
-    dsv3::ExecutorConfig config;
-    config.device = dsv3::Device::kCuda;
-    config.num_cache_layers = m.num_cache_layers();
-    config.block_size = kBlockSize;
-    config.num_blocks = kNumBlocks;
-    auto e = latentserve::models::cuda::make_cuda_executor(m, config);
-    if (!e.ok()) FAIL(e.error().message);
-    gpu = std::move(e).value();
-  }
-  static LatentCacheStorage allocate(const Model& m) {
-    auto c = LatentCacheStorage::allocate(m.config(), m.num_cache_layers(), kNumBlocks, kBlockSize);
-    REQUIRE(c.ok());
-    return std::move(c).value();
-  }
-  std::pair<dsv3::ForwardOutput, dsv3::ForwardOutput> forward(const Batch& b) {
-    auto cpu = model.forward(b, cpu_cache);
-    if (!cpu.ok()) FAIL("CPU: " << cpu.error().message);
-    auto gpu_out = gpu->forward(b);
-    if (!gpu_out.ok()) FAIL("GPU: " << gpu_out.error().message);
-    return {std::move(cpu).value(), std::move(gpu_out).value()};
-  }
+// The CPU model and the GPU executor over caches of the test's geometry.
+struct Pair : CpuGpuPair {
+  explicit Pair(const Model& m) : CpuGpuPair(m, {m.num_cache_layers(), kBlockSize, kNumBlocks}) {}
 };
-
-double relative_l2(const float* got, const float* want, int64_t n) {
-  double diff = 0.0, norm = 0.0;
-  for (int64_t i = 0; i < n; ++i) {
-    diff += (double(got[i]) - want[i]) * (double(got[i]) - want[i]);
-    norm += double(want[i]) * want[i];
-  }
-  return std::sqrt(diff / std::max(norm, 1e-30));
-}
-
-double top2_margin(const float* v, int64_t n) {
-  std::vector<float> s(v, v + n);
-  std::partial_sort(s.begin(), s.begin() + 2, s.end(), std::greater<float>());
-  return double(s[0] - s[1]);
-}
-
-struct Tolerance {
-  double row;     // relative L2 error per row
-  double margin;  // top-1 must agree where the CPU's top-2 margin is at least this
-};
-
-void compare_rows(const std::vector<float>& got, const std::vector<float>& want, int64_t n, const Tolerance& tol,
-                  const std::string& what) {
-  REQUIRE(got.size() == want.size());
-  REQUIRE(!want.empty());
-  const int64_t rows = int64_t(want.size()) / n;
-  double worst = 0.0;
-  int64_t compared_top1 = 0;
-  for (int64_t r = 0; r < rows; ++r) {
-    const float* g = got.data() + r * n;
-    const float* w = want.data() + r * n;
-    const double err = relative_l2(g, w, n);
-    worst = std::max(worst, err);
-    INFO(what << " row " << r << " relative L2 error " << err);
-    CHECK(err <= tol.row);
-    if (top2_margin(w, n) >= tol.margin) {
-      ++compared_top1;
-      CHECK(argmax(g, n) == argmax(w, n));
-    }
-  }
-  WARN(what << ": worst relative L2 error " << worst << " over " << rows << " rows, top-1 compared on "
-            << compared_top1);
-}
 
 std::vector<int32_t> random_tokens(size_t n, int64_t vocab, std::mt19937& rng) {
   std::uniform_int_distribution<int32_t> pick(2, int32_t(vocab) - 1);

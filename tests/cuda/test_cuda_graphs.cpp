@@ -9,82 +9,38 @@
 #include <algorithm>
 #include <cmath>
 #include <cstdlib>
-#include <filesystem>
-#include <map>
 #include <memory>
 #include <random>
 #include <string>
 #include <vector>
 
-#include <unistd.h>
-
 #include "../models/model_harness.h"
+#include "executor_test_util.h"
 #include "models/cuda/cuda_executor.h"
 #include "models/cuda/decode_graph.h"
 #include "models/cuda/executor_state.h"
-#include "models/make_model.h"
 
 namespace {
 
 using namespace latentserve;
 using namespace latentserve::testing;
-namespace dsv3 = latentserve::models::deepseek_v3;
+using namespace latentserve::test_executor;
 namespace mc = latentserve::models::cuda;
-namespace fs = std::filesystem;
 
 constexpr int64_t kBlockSize = 16;
 constexpr int64_t kBlocksPerSequence = 24;  // 384 tokens: room past the first captured width (256)
 constexpr int64_t kSequences = 6;
 constexpr int64_t kNumBlocks = kSequences * kBlocksPerSequence + 5;
 
-const Model& lite_model(bool fp8) {
-  static std::map<bool, std::unique_ptr<Model>> models;
-  auto it = models.find(fp8);
-  if (it != models.end()) return *it->second;
-  const std::string dir = (fs::temp_directory_path() / ("latentserve-cuda-graphs-" + std::string(fp8 ? "fp8-" : "bf16-") +
-                                                        std::to_string(::getpid()))).string();
-  models::MakeModelOptions m;
-  m.preset = "lite";
-  m.out_dir = dir;
-  m.seed = std::random_device{}();
-  m.fp8 = fp8;
-  m.num_layers = 2;
-  INFO("seed " << m.seed);
-  const Status made = models::make_model(m);
-  if (!made.ok()) FAIL(made.error().message);
-  auto loaded = Model::load(dir);
-  std::error_code ec;
-  fs::remove_all(dir, ec);
-  if (!loaded.ok()) FAIL(loaded.error().message);
-  REQUIRE((*loaded)->config().kv_lora_rank == 512);
-  return *models.emplace(fp8, std::move(loaded).value()).first->second;
-}
-
 std::unique_ptr<dsv3::ModelExecutor> executor(const Model& model, bool graphs) {
-  dsv3::ExecutorConfig config;
-  config.device = dsv3::Device::kCuda;
-  config.num_cache_layers = model.num_cache_layers();
-  config.block_size = kBlockSize;
-  config.num_blocks = kNumBlocks;
   mc::DecodeGraphOptions options;
   options.enabled = graphs;
   options.buckets = {1, 2, 4, 8};
-  auto e = mc::make_cuda_executor(model, config, options);
-  if (!e.ok()) FAIL(e.error().message);
-  return std::move(e).value();
-}
-
-double relative_l2(const float* got, const float* want, int64_t n) {
-  double diff = 0.0, norm = 0.0;
-  for (int64_t i = 0; i < n; ++i) {
-    diff += (double(got[i]) - want[i]) * (double(got[i]) - want[i]);
-    norm += double(want[i]) * want[i];
-  }
-  return std::sqrt(diff / std::max(norm, 1e-30));
+  return cuda_executor(model, {model.num_cache_layers(), kBlockSize, kNumBlocks}, options);
 }
 
 // Rows of [rows, n] within `tol` relative L2 of each other, and no value that is not finite.
-void compare_rows(const std::vector<float>& got, const std::vector<float>& want, int64_t n, double tol,
+void compare_finite_rows(const std::vector<float>& got, const std::vector<float>& want, int64_t n, double tol,
                   const std::string& what) {
   REQUIRE(got.size() == want.size());
   for (int64_t r = 0; r < int64_t(want.size()) / n; ++r) {
@@ -129,7 +85,7 @@ void run_lockstep(const Model& model, const std::vector<int>& sizes, double tol)
   auto got = graph->forward(prefill);
   REQUIRE(want.ok());
   REQUIRE(got.ok());
-  compare_rows(got->logits, want->logits, V, tol, "prefill logits");
+  compare_finite_rows(got->logits, want->logits, V, tol, "prefill logits");
   for (int64_t s = 0; s < kSequences; ++s) seqs[size_t(s)].next = argmax(want->logits.data() + s * V, V);
 
   int step = 0;
@@ -146,8 +102,8 @@ void run_lockstep(const Model& model, const std::vector<int>& sizes, double tol)
     const std::string what = "step " + std::to_string(step++) + " (" + std::to_string(n) + " sequences)";
     REQUIRE(g->logits.size() == size_t(n * V));
     REQUIRE(g->hidden.size() == size_t(n * H));
-    compare_rows(g->logits, w->logits, V, tol, what + " logits");
-    compare_rows(g->hidden, w->hidden, H, tol, what + " hidden");
+    compare_finite_rows(g->logits, w->logits, V, tol, what + " logits");
+    compare_finite_rows(g->hidden, w->hidden, H, tol, what + " hidden");
     for (int s = 0; s < n; ++s) {
       seqs[size_t(s)].cached += 1;
       seqs[size_t(s)].next = argmax(w->logits.data() + s * V, V);
