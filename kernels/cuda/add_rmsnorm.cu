@@ -8,24 +8,16 @@
 #include <string>
 
 #include "kernels/cuda/device.h"
+#include "kernels/cuda/row_norm.cuh"
 
 namespace latentserve::kernels::cuda {
 
 namespace {
 
 constexpr int kThreads = 256;
-constexpr int kWarps = kThreads / 32;
 
-__device__ __forceinline__ float load(const float* p) { return *p; }
-__device__ __forceinline__ float load(const __nv_bfloat16* p) { return __bfloat162float(*p); }
-__device__ __forceinline__ void store(float* p, float v) { *p = v; }
-__device__ __forceinline__ void store(__nv_bfloat16* p, float v) { *p = __float2bfloat16_rn(v); }
-
-__device__ __forceinline__ float warp_sum(float v) {
-#pragma unroll
-  for (int offset = 16; offset > 0; offset >>= 1) v += __shfl_xor_sync(0xffffffffu, v, offset);
-  return v;
-}
+using row_norm::load;
+using row_norm::store;
 
 template <class TD, class TY>
 __global__ void __launch_bounds__(kThreads)
@@ -44,19 +36,7 @@ __global__ void __launch_bounds__(kThreads)
     }
     sum += v * v;
   }
-  __shared__ float partial[kWarps];
-  __shared__ float inv_rms;
-  sum = warp_sum(sum);
-  const int warp = threadIdx.x / 32, lane = threadIdx.x % 32;
-  if (lane == 0) partial[warp] = sum;
-  __syncthreads();
-  if (warp == 0) {
-    float s = lane < kWarps ? partial[lane] : 0.0f;
-    s = warp_sum(s);
-    if (lane == 0) inv_rms = 1.0f / sqrtf(s / float(dim) + eps);
-  }
-  __syncthreads();
-  const float r = inv_rms;
+  const float r = row_norm::block_inv_rms<kThreads>(sum, dim, eps);
   for (int64_t j = threadIdx.x; j < dim; j += kThreads) store(yr + j, (x[j] * r) * w[j]);
 }
 
