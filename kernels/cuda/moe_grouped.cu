@@ -156,33 +156,48 @@ __device__ __forceinline__ bool block_expert(const Args& a, int64_t& e, int32_t&
   return true;
 }
 
+// body(w, g0, n) for each group of up to a.group of the block's expert's permuted rows [g0, g0 + n),
+// after staging their k inputs in xs (row t from src + row_of(g0 + t) * ld); nothing when the
+// block has no expert.
+template <class RowOf, class Body>
+__device__ __forceinline__ void for_each_group(const Args& a, __nv_bfloat16* xs, const __nv_bfloat16* src,
+                                               int64_t ld, int64_t k, RowOf row_of, Body body) {
+  int64_t e;
+  int32_t first, last;
+  if (!block_expert(a, e, first, last)) return;
+  const MoeExpertWeights w = a.experts[e];
+  for (int32_t g0 = first; g0 < last; g0 += a.group) {
+    const int n = min(a.group, last - g0);
+    __syncthreads();  // the previous group's rows are no longer read
+    load_rows(xs, src, ld, k, n, [&](int t) { return row_of(g0 + t); });
+    __syncthreads();
+    body(w, g0, n);
+  }
+}
+
+// The FP8 scales of weight row `row` (sld scales per 128-row block), or null for BF16 weights.
+__device__ __forceinline__ const float* row_scales(const float* scales, int64_t row, int64_t sld) {
+  return scales ? scales + (row / kFp8Group) * sld : nullptr;
+}
+
 // h[r, j] = silu(gate_j · x[t]) · (up_j · x[t]) for the block's features j.
 template <class TW>
 __global__ void __launch_bounds__(kThreads) gate_up_kernel(const Args a) {
   extern __shared__ __align__(16) char smem[];
   auto* xs = reinterpret_cast<__nv_bfloat16*>(smem);
-  int64_t e;
-  int32_t first, last;
-  if (!block_expert(a, e, first, last)) return;
-  const MoeExpertWeights w = a.experts[e];
-  const auto* weight = static_cast<const TW*>(w.gate_up);
   const int64_t sld = weight_scale_ld(a.hidden);
   const int warp = threadIdx.x / 32, lane = threadIdx.x % 32;
-  for (int32_t g0 = first; g0 < last; g0 += a.group) {
-    const int n = min(a.group, last - g0);
-    __syncthreads();  // the previous group's rows are no longer read
-    load_rows(xs, a.x, a.ldx, a.hidden, n, [&](int t) { return a.source_token[g0 + t]; });
-    __syncthreads();
+  auto token_of = [&](int32_t r) { return a.source_token[r]; };
+  for_each_group(a, xs, a.x, a.ldx, a.hidden, token_of, [&](const MoeExpertWeights& w, int32_t g0, int n) {
+    const auto* weight = static_cast<const TW*>(w.gate_up);
 #pragma unroll 1
     for (int f = 0; f < kFeaturesPerWarp; ++f) {
       const int64_t j = int64_t(blockIdx.y) * kFeaturesPerBlock + f * kWarps + warp;
       if (j >= a.width) break;
       float g[kMaxTok] = {}, u[kMaxTok] = {};
       const int64_t ur = a.width + j;
-      row_dot(weight + j * a.hidden, w.gate_up_scales ? w.gate_up_scales + (j / kFp8Group) * sld : nullptr,
-              a.hidden, xs, n, g);
-      row_dot(weight + ur * a.hidden, w.gate_up_scales ? w.gate_up_scales + (ur / kFp8Group) * sld : nullptr,
-              a.hidden, xs, n, u);
+      row_dot(weight + j * a.hidden, row_scales(w.gate_up_scales, j, sld), a.hidden, xs, n, g);
+      row_dot(weight + ur * a.hidden, row_scales(w.gate_up_scales, ur, sld), a.hidden, xs, n, u);
       warp_sum(g, n);
       warp_sum(u, n);
       if (lane == 0) {
@@ -193,7 +208,7 @@ __global__ void __launch_bounds__(kThreads) gate_up_kernel(const Args a) {
         }
       }
     }
-  }
+  });
 }
 
 // y[r, i] = down_i · h[r] for the block's output features i.
@@ -201,25 +216,17 @@ template <class TW>
 __global__ void __launch_bounds__(kThreads) down_kernel(const Args a) {
   extern __shared__ __align__(16) char smem[];
   auto* hs = reinterpret_cast<__nv_bfloat16*>(smem);
-  int64_t e;
-  int32_t first, last;
-  if (!block_expert(a, e, first, last)) return;
-  const MoeExpertWeights w = a.experts[e];
-  const auto* weight = static_cast<const TW*>(w.down);
   const int64_t sld = weight_scale_ld(a.width);
   const int warp = threadIdx.x / 32, lane = threadIdx.x % 32;
-  for (int32_t g0 = first; g0 < last; g0 += a.group) {
-    const int n = min(a.group, last - g0);
-    __syncthreads();
-    load_rows(hs, a.h, a.width, a.width, n, [&](int t) { return g0 + t; });
-    __syncthreads();
+  auto same_row = [](int32_t r) { return r; };
+  for_each_group(a, hs, a.h, a.width, a.width, same_row, [&](const MoeExpertWeights& w, int32_t g0, int n) {
+    const auto* weight = static_cast<const TW*>(w.down);
 #pragma unroll 1
     for (int f = 0; f < kFeaturesPerWarp; ++f) {
       const int64_t i = int64_t(blockIdx.y) * kFeaturesPerBlock + f * kWarps + warp;
       if (i >= a.hidden) break;
       float acc[kMaxTok] = {};
-      row_dot(weight + i * a.width, w.down_scales ? w.down_scales + (i / kFp8Group) * sld : nullptr,
-              a.width, hs, n, acc);
+      row_dot(weight + i * a.width, row_scales(w.down_scales, i, sld), a.width, hs, n, acc);
       warp_sum(acc, n);
       if (lane == 0) {
 #pragma unroll
@@ -228,7 +235,7 @@ __global__ void __launch_bounds__(kThreads) down_kernel(const Args a) {
         }
       }
     }
-  }
+  });
 }
 
 // active[0..count) = the experts with rows, in index order; active[num_experts] = count.
