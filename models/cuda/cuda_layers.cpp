@@ -22,6 +22,46 @@ const void* bf16_at(const void* base, int64_t elements) {
 }
 void* bf16_at(void* base, int64_t elements) { return static_cast<char*>(base) + elements * 2; }
 
+// y[t, h] (n values) = x[t, h] (the first k of each head's x_head_stride values) · W[h], W[h]
+// being head h's block of kv_b_proj (heads (nope + v)·lora elements apart, rows of lora).
+PerHeadGemmParams kv_b_head_gemm(const ModelConfig& c, int64_t tokens, const void* x, int64_t x_head_stride,
+                                 const void* w, bool transpose_w, void* y, int64_t k, int64_t n) {
+  const int64_t heads = c.num_attention_heads, lora = c.kv_lora_rank;
+  PerHeadGemmParams p;
+  p.x = x;
+  p.ldx = heads * x_head_stride;
+  p.x_head_stride = x_head_stride;
+  p.w = w;
+  p.ldw = lora;
+  p.w_head_stride = (c.qk_nope_head_dim + c.v_head_dim) * lora;
+  p.transpose_w = transpose_w;
+  p.y = y;
+  p.ldy = heads * n;
+  p.y_head_stride = n;
+  p.tokens = tokens;
+  p.heads = heads;
+  p.k = k;
+  p.n = n;
+  return p;
+}
+
+// The inputs and output both MLA kernels (tensor-core and generic) take alike.
+template <class P>
+void set_mla_io(P& a, const Activations& act, const AttentionTarget& target, int64_t block_size,
+                int64_t heads, float softmax_scale) {
+  a.q_latent = act.q_latent.data();
+  a.q_rope = act.q_rope.data();
+  a.cache = target.read_cache;
+  a.block_tables = target.read_tables;
+  a.out = act.o_latent.data();
+  a.out_dtype = DType::BF16;
+  a.num_blocks = target.read_blocks;
+  a.block_size = block_size;
+  a.block_table_stride = target.read_stride;
+  a.heads = heads;
+  a.softmax_scale = softmax_scale;
+}
+
 }  // namespace
 
 Status CudaExecutor::linear(const DeviceMatrix& w, const void* x, int64_t ldx, int64_t m, void* y,
@@ -157,73 +197,28 @@ Status CudaExecutor::attend(const DeviceMla& w, const AttentionTarget& target) {
                                               size_t(qk) * 2, size_t(rope) * 2, size_t(T * heads),
                                               cudaMemcpyDeviceToDevice, s));
   }
-  PerHeadGemmParams uk;
-  uk.x = res_->act.q.data();
-  uk.ldx = heads * qk;
-  uk.x_head_stride = qk;
-  uk.w = w.kv_b_proj.data;
-  uk.ldw = lora;
-  uk.w_head_stride = (nope + v) * lora;
-  uk.y = res_->act.q_latent.data();
-  uk.ldy = heads * lora;
-  uk.y_head_stride = lora;
-  uk.tokens = T;
-  uk.heads = heads;
-  uk.k = nope;
-  uk.n = lora;
+  const PerHeadGemmParams uk =
+      kv_b_head_gemm(c, T, res_->act.q.data(), qk, w.kv_b_proj.data, false, res_->act.q_latent.data(), nope, lora);
   LS_RETURN_IF_ERROR(res_->head_gemm->run(uk, s));
 
   if (fast_mla_) {
     kc::MlaAttentionParams a;
-    a.q_latent = res_->act.q_latent.data();
-    a.q_rope = res_->act.q_rope.data();
-    a.cache = target.read_cache;
-    a.block_tables = target.read_tables;
-    a.out = res_->act.o_latent.data();
-    a.out_dtype = DType::BF16;
-    a.num_blocks = target.read_blocks;
-    a.block_size = block_size_;
-    a.block_table_stride = target.read_stride;
-    a.heads = heads;
-    a.softmax_scale = softmax_scale_;
+    set_mla_io(a, res_->act, target, block_size_, heads, softmax_scale_);
     LS_RETURN_IF_ERROR(kc::mla_attention(a, plan_, s));
   } else {
     kc::MlaGenericParams a;
-    a.q_latent = res_->act.q_latent.data();
-    a.q_rope = res_->act.q_rope.data();
-    a.cache = target.read_cache;
-    a.block_tables = target.read_tables;
+    set_mla_io(a, res_->act, target, block_size_, heads, softmax_scale_);
     a.token_sequence = step_.token_sequence;
     a.positions = step_.positions;
-    a.out = res_->act.o_latent.data();
-    a.out_dtype = DType::BF16;
     a.num_tokens = T;
-    a.heads = heads;
     a.kv_lora_rank = lora;
     a.rope_dim = rope;
-    a.num_blocks = target.read_blocks;
-    a.block_size = block_size_;
-    a.block_table_stride = target.read_stride;
-    a.softmax_scale = softmax_scale_;
     LS_RETURN_IF_ERROR(kc::mla_attention_generic(a, s));
   }
 
   // o[t, h] = W_UV[h] · o_latent[t, h]: back from latent space to the value head, then o_proj.
-  PerHeadGemmParams uv;
-  uv.x = res_->act.o_latent.data();
-  uv.ldx = heads * lora;
-  uv.x_head_stride = lora;
-  uv.w = bf16_at(w.kv_b_proj.data, nope * lora);
-  uv.ldw = lora;
-  uv.w_head_stride = (nope + v) * lora;
-  uv.transpose_w = true;
-  uv.y = res_->act.o.data();
-  uv.ldy = heads * v;
-  uv.y_head_stride = v;
-  uv.tokens = T;
-  uv.heads = heads;
-  uv.k = lora;
-  uv.n = v;
+  const PerHeadGemmParams uv = kv_b_head_gemm(c, T, res_->act.o_latent.data(), lora,
+                                              bf16_at(w.kv_b_proj.data, nope * lora), true, res_->act.o.data(), lora, v);
   LS_RETURN_IF_ERROR(res_->head_gemm->run(uv, s));
   return linear(w.o_proj, res_->act.o.data(), heads * v, T, res_->act.branch.data(), DType::F32, H);
 }
