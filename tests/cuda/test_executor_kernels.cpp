@@ -16,7 +16,7 @@
 #include "kernels/cuda/gather_rows.h"
 #include "kernels/cuda/mla_attention_generic.h"
 #include "models/cuda/head_gemm.h"
-#include "test_mla_util.h"
+#include "cuda_test_util.h"
 
 namespace {
 
@@ -25,18 +25,7 @@ namespace cpu = latentserve::kernels::cpu;
 using latentserve::DType;
 using latentserve::bf16_to_float;
 using latentserve::float_to_bf16;
-using latentserve::test_mla::DeviceMemory;
-using latentserve::test_mla::from_device;
-using latentserve::test_mla::random_bf16;
-using latentserve::test_mla::require_ok;
-using latentserve::test_mla::to_device;
-
-std::vector<float> random_floats(size_t n, float mean, float stddev, std::mt19937& rng) {
-  std::normal_distribution<float> dist(mean, stddev);
-  std::vector<float> v(n);
-  for (float& f : v) f = dist(rng);
-  return v;
-}
+using namespace latentserve::test_cuda;
 
 std::vector<float> bf16_values(const std::vector<uint16_t>& bits) {
   std::vector<float> f(bits.size());

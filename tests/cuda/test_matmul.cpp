@@ -18,25 +18,15 @@
 #include "kernels/cuda/device_buffer.h"
 #include "kernels/cuda/matmul.h"
 #include "kernels/cuda/quantize.h"
+#include "cuda_test_util.h"
 
 namespace {
 
 using latentserve::DType;
 namespace cuda = latentserve::kernels::cuda;
 namespace cpu = latentserve::kernels::cpu;
-
-void require_ok(const latentserve::Status& st) {
-  INFO((st.ok() ? std::string() : st.error().message));
-  REQUIRE(st.ok());
-}
-
-cuda::DeviceBuffer device_copy(const void* src, size_t bytes) {
-  auto buf = cuda::DeviceBuffer::allocate(bytes, "test buffer");
-  INFO((buf.ok() ? std::string() : buf.error().message));
-  REQUIRE(buf.ok());
-  require_ok(cuda::copy_to_device(buf->data(), src, bytes));
-  return std::move(buf).value();
-}
+using latentserve::test_cuda::device_copy;
+using latentserve::test_cuda::require_ok;
 
 cuda::MatmulContext& context() {
   static std::unique_ptr<cuda::MatmulContext> ctx = [] {

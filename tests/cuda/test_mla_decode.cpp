@@ -19,12 +19,12 @@
 #include "kernels/cuda/mla_decode.h"
 #include "kernels/cuda/mla_fixed_plan.h"
 #include "kernels/cuda/mla_plan.h"
-#include "test_mla_util.h"
+#include "cuda_test_util.h"
 
 namespace {
 
 using latentserve::DType;
-using namespace latentserve::test_mla;
+using namespace latentserve::test_cuda;
 namespace cuda = latentserve::kernels::cuda;
 namespace cpu = latentserve::kernels::cpu;
 

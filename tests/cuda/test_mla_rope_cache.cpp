@@ -12,14 +12,14 @@
 #include "kernels/cpu/attention.h"
 #include "kernels/cpu/rope.h"
 #include "kernels/cuda/rope_cache.h"
-#include "test_mla_util.h"
+#include "cuda_test_util.h"
 
 namespace {
 
 using latentserve::DType;
 using latentserve::bf16_to_float;
 using latentserve::float_to_bf16;
-using namespace latentserve::test_mla;
+using namespace latentserve::test_cuda;
 namespace cuda = latentserve::kernels::cuda;
 namespace cpu = latentserve::kernels::cpu;
 

@@ -19,17 +19,13 @@
 #include "kernels/cuda/moe_layer.h"
 #include "kernels/cuda/moe_router.h"
 #include "kernels/cuda/quantize.h"
-#include "test_mla_util.h"
+#include "cuda_test_util.h"
 
 namespace {
 
 namespace cuda = latentserve::kernels::cuda;
 using latentserve::DType;
-using latentserve::test_mla::DeviceMemory;
-using latentserve::test_mla::from_device;
-using latentserve::test_mla::random_bf16;
-using latentserve::test_mla::require_ok;
-using latentserve::test_mla::to_device;
+using namespace latentserve::test_cuda;
 
 struct Case {
   DType w_dtype;

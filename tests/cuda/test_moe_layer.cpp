@@ -18,7 +18,7 @@
 #include "kernels/cuda/moe_layer.h"
 #include "kernels/cuda/quantize.h"
 #include "models/deepseek_v3/ffn.h"
-#include "test_mla_util.h"
+#include "cuda_test_util.h"
 
 namespace {
 
@@ -26,11 +26,7 @@ namespace cuda = latentserve::kernels::cuda;
 namespace cpu = latentserve::kernels::cpu;
 namespace dsv3 = latentserve::models::deepseek_v3;
 using latentserve::DType;
-using latentserve::test_mla::DeviceMemory;
-using latentserve::test_mla::from_device;
-using latentserve::test_mla::random_bf16;
-using latentserve::test_mla::require_ok;
-using latentserve::test_mla::to_device;
+using namespace latentserve::test_cuda;
 
 struct Shape {
   int64_t tokens, experts, top_k, n_group, topk_group, hidden, width, shared_width;

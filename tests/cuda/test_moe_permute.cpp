@@ -12,18 +12,14 @@
 #include "kernels/cpu/activation.h"
 #include "kernels/cuda/moe_combine.h"
 #include "kernels/cuda/moe_permute.h"
-#include "test_mla_util.h"
+#include "cuda_test_util.h"
 
 namespace {
 
 namespace cuda = latentserve::kernels::cuda;
 namespace cpu = latentserve::kernels::cpu;
 using latentserve::DType;
-using latentserve::test_mla::DeviceMemory;
-using latentserve::test_mla::from_device;
-using latentserve::test_mla::random_bf16;
-using latentserve::test_mla::require_ok;
-using latentserve::test_mla::to_device;
+using namespace latentserve::test_cuda;
 
 // Distinct experts per token, drawn with a skew (low ids are hot, some experts stay empty).
 std::vector<int32_t> random_ids(int64_t tokens, int64_t top_k, int64_t experts, std::mt19937& rng) {

@@ -15,16 +15,13 @@
 
 #include "kernels/cpu/moe_router.h"
 #include "kernels/cuda/moe_router.h"
-#include "test_mla_util.h"
+#include "cuda_test_util.h"
 
 namespace {
 
 namespace cuda = latentserve::kernels::cuda;
 namespace cpu = latentserve::kernels::cpu;
-using latentserve::test_mla::DeviceMemory;
-using latentserve::test_mla::from_device;
-using latentserve::test_mla::require_ok;
-using latentserve::test_mla::to_device;
+using namespace latentserve::test_cuda;
 
 struct Routed {
   std::vector<int32_t> ids;

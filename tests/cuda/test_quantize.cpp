@@ -15,12 +15,14 @@
 #include "kernels/cpu/matmul.h"
 #include "kernels/cuda/device_buffer.h"
 #include "kernels/cuda/quantize.h"
+#include "cuda_test_util.h"
 
 namespace {
 
 using latentserve::DType;
 namespace cuda = latentserve::kernels::cuda;
 namespace cpu = latentserve::kernels::cpu;
+using latentserve::test_cuda::require_ok;
 
 cuda::DeviceBuffer device_alloc(size_t bytes) {
   auto buf = cuda::DeviceBuffer::allocate(bytes, "test buffer");
@@ -37,11 +39,6 @@ void upload(const cuda::DeviceBuffer& dst, const void* src, size_t bytes) {
 
 void download(void* dst, const cuda::DeviceBuffer& src, size_t bytes) {
   auto st = cuda::copy_to_host(dst, src.data(), bytes);
-  INFO((st.ok() ? std::string() : st.error().message));
-  REQUIRE(st.ok());
-}
-
-void require_ok(const latentserve::Status& st) {
   INFO((st.ok() ? std::string() : st.error().message));
   REQUIRE(st.ok());
 }

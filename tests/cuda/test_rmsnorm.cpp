@@ -11,12 +11,14 @@
 #include "kernels/cpu/norm.h"
 #include "kernels/cuda/device.h"
 #include "kernels/cuda/rmsnorm.h"
+#include "cuda_test_util.h"
 
 namespace {
 
 using latentserve::DType;
 namespace cuda = latentserve::kernels::cuda;
 namespace cpu = latentserve::kernels::cpu;
+using latentserve::test_cuda::random_floats;
 
 // A device buffer freed on scope exit.
 struct DeviceBuffer {
@@ -49,19 +51,12 @@ struct HostTensor {
   size_t size_bytes() const { return exact.size() * latentserve::dtype_size(dtype); }
 };
 
-std::vector<float> random_vector(size_t n, float mean, float stddev, std::mt19937& rng) {
-  std::normal_distribution<float> dist(mean, stddev);
-  std::vector<float> v(n);
-  for (float& f : v) f = dist(rng);
-  return v;
-}
-
 void check_case(int64_t rows, int64_t dim, DType xt, DType wt, DType yt, std::mt19937& rng) {
   CAPTURE(rows, dim, latentserve::dtype_name(xt), latentserve::dtype_name(wt),
           latentserve::dtype_name(yt));
   const int64_t ldx = dim + 5, ldy = dim + 2;  // padded strides: the padding must stay untouched
-  HostTensor x(random_vector(size_t(rows * ldx), 0.3f, 2.0f, rng), xt);
-  HostTensor w(random_vector(size_t(dim), 1.0f, 0.1f, rng), wt);
+  HostTensor x(random_floats(size_t(rows * ldx), 0.3f, 2.0f, rng), xt);
+  HostTensor w(random_floats(size_t(dim), 1.0f, 0.1f, rng), wt);
   std::vector<float> expected(size_t(rows * ldy), 0.0f);
   cpu::rmsnorm_reference(x.exact.data(), ldx, rows, dim, w.exact.data(), 1e-6f, expected.data(),
                          ldy);

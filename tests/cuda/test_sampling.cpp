@@ -13,18 +13,13 @@
 #include "kernels/cuda/device.h"
 #include "kernels/cuda/device_buffer.h"
 #include "kernels/cuda/sampling.h"
+#include "cuda_test_util.h"
 
 namespace {
 
 namespace cuda = latentserve::kernels::cuda;
 using cuda::SamplingRowParams;
-
-cuda::DeviceBuffer upload(const void* host, size_t bytes) {
-  auto buf = cuda::DeviceBuffer::allocate(bytes, "test input");
-  REQUIRE(buf.ok());
-  REQUIRE(cuda::copy_to_device(buf->data(), host, bytes).ok());
-  return std::move(buf).value();
-}
+using latentserve::test_cuda::device_copy;
 
 // Each row's parameters, cycled over the rows: every truncation alone and combined.
 std::vector<SamplingRowParams> parameter_mix(int64_t vocab) {
@@ -69,9 +64,9 @@ void check_vocab(int64_t vocab, int64_t rows, std::mt19937& rng) {
     params[size_t(r)] = mix[size_t(r) % mix.size()];
     uniforms[size_t(r)] = r % 7 == 3 ? 0.0 : unit(rng);
   }
-  cuda::DeviceBuffer d_logits = upload(logits.data(), logits.size() * sizeof(float));
-  cuda::DeviceBuffer d_params = upload(params.data(), params.size() * sizeof(SamplingRowParams));
-  cuda::DeviceBuffer d_uniforms = upload(uniforms.data(), uniforms.size() * sizeof(double));
+  cuda::DeviceBuffer d_logits = device_copy(logits.data(), logits.size() * sizeof(float));
+  cuda::DeviceBuffer d_params = device_copy(params.data(), params.size() * sizeof(SamplingRowParams));
+  cuda::DeviceBuffer d_uniforms = device_copy(uniforms.data(), uniforms.size() * sizeof(double));
   auto d_tokens = cuda::DeviceBuffer::allocate(size_t(rows) * sizeof(int32_t), "tokens");
   REQUIRE(d_tokens.ok());
   cuda::SampleRowsParams p;
@@ -128,9 +123,9 @@ TEST_CASE("GPU sampling: banned rows, bad sizes", "[cuda][sampling]") {
   for (int64_t i = vocab; i < 2 * vocab; ++i) logits[size_t(i)] = normal(rng);
   const SamplingRowParams params[2] = {{1.0f, 10, 0.9f, 0.1f}, {0.5f, 3, 1.0f, 0.0f}};
   const double uniforms[2] = {0.5, 0.999};
-  cuda::DeviceBuffer d_logits = upload(logits.data(), logits.size() * sizeof(float));
-  cuda::DeviceBuffer d_params = upload(params, sizeof(params));
-  cuda::DeviceBuffer d_uniforms = upload(uniforms, sizeof(uniforms));
+  cuda::DeviceBuffer d_logits = device_copy(logits.data(), logits.size() * sizeof(float));
+  cuda::DeviceBuffer d_params = device_copy(params, sizeof(params));
+  cuda::DeviceBuffer d_uniforms = device_copy(uniforms, sizeof(uniforms));
   auto d_tokens = cuda::DeviceBuffer::allocate(2 * sizeof(int32_t), "tokens");
   REQUIRE(d_tokens.ok());
   cuda::SampleRowsParams p;

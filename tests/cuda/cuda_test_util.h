@@ -1,5 +1,6 @@
-// Helpers shared by the CUDA MLA tests: a device allocation freed on scope exit, copies that
-// REQUIRE success, and random BF16 data kept alongside its exact float value for the references.
+// Helpers shared by the CUDA kernel tests: device allocations freed on scope exit, copies that
+// REQUIRE success, random floats, and random BF16 data kept alongside its exact float value for
+// the references.
 #pragma once
 
 #include <catch2/catch.hpp>
@@ -11,8 +12,9 @@
 
 #include "common/dtype.h"
 #include "kernels/cuda/device.h"
+#include "kernels/cuda/device_buffer.h"
 
-namespace latentserve::test_mla {
+namespace latentserve::test_cuda {
 
 struct DeviceMemory {
   void* ptr = nullptr;
@@ -47,6 +49,22 @@ std::vector<T> from_device(const DeviceMemory& d, size_t n) {
   return h;
 }
 
+// A device buffer holding a copy of `bytes` host bytes.
+inline kernels::cuda::DeviceBuffer device_copy(const void* host, size_t bytes) {
+  auto buf = kernels::cuda::DeviceBuffer::allocate(bytes, "test buffer");
+  INFO((buf.ok() ? std::string() : buf.error().message));
+  REQUIRE(buf.ok());
+  require_ok(kernels::cuda::copy_to_device(buf->data(), host, bytes));
+  return std::move(buf).value();
+}
+
+inline std::vector<float> random_floats(size_t n, float mean, float stddev, std::mt19937& rng) {
+  std::normal_distribution<float> dist(mean, stddev);
+  std::vector<float> v(n);
+  for (float& f : v) f = dist(rng);
+  return v;
+}
+
 // n normal values rounded to BF16: `bits` for the device, `exact` (their float values) for the CPU.
 struct Bf16Data {
   std::vector<uint16_t> bits;
@@ -65,4 +83,4 @@ inline Bf16Data random_bf16(size_t n, float stddev, std::mt19937& rng) {
   return d;
 }
 
-}  // namespace latentserve::test_mla
+}  // namespace latentserve::test_cuda
