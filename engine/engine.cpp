@@ -21,10 +21,8 @@ bool contains(const std::vector<int32_t>& v, int32_t x) {
   return std::find(v.begin(), v.end(), x) != v.end();
 }
 
-}  // namespace
-
-Result<std::unique_ptr<Engine>> Engine::create(const models::deepseek_v3::Model& model,
-                                               EngineConfig config) {
+// The checks of an engine's own settings, whoever makes its executor.
+Status check_config(const models::deepseek_v3::Model& model, const EngineConfig& config) {
   const auto& cfg = model.config();
   if (config.block_size < 1 || config.block_size > 4096) {
     return make_error("block size must be between 1 and 4096, got " + std::to_string(config.block_size));
@@ -45,15 +43,65 @@ Result<std::unique_ptr<Engine>> Engine::create(const models::deepseek_v3::Model&
     return make_error("forced acceptance must be in [0, 1] (or negative: off), got " +
                       std::to_string(spec.forced_acceptance));
   }
-  config.scheduler.lookahead_slots = spec.num_speculative_tokens;
+  return ok_status();
+}
+
+int64_t cache_layers_needed(const models::deepseek_v3::Model& model, const EngineConfig& config) {
+  return config.speculative.enabled() ? model.num_cache_layers_with_mtp() : model.num_cache_layers();
+}
+
+// What a given executor must offer the engine `config` describes.
+Status check_executor(const models::deepseek_v3::Model& model, const models::deepseek_v3::ModelExecutor& executor,
+                      const EngineConfig& config) {
+  const int64_t layers = cache_layers_needed(model, config);
+  if (executor.num_cache_layers() < layers) {
+    return make_error("the executor's latent cache holds " + std::to_string(executor.num_cache_layers()) +
+                      " layers, and this engine needs " + std::to_string(layers) +
+                      (config.speculative.enabled() ? " (the main layers plus the MTP layer, for speculative decoding)"
+                                                    : " (the main layers)") +
+                      "; make the executor with num_cache_layers = " + std::to_string(layers));
+  }
+  if (executor.block_size() != config.block_size) {
+    return make_error("the executor's cache blocks hold " + std::to_string(executor.block_size()) +
+                      " tokens, and the engine's block size is " + std::to_string(config.block_size) +
+                      "; they must be equal");
+  }
+  if (config.num_kv_blocks && (*config.num_kv_blocks < 1 || *config.num_kv_blocks > executor.num_blocks())) {
+    return make_error("num_kv_blocks " + std::to_string(*config.num_kv_blocks) + " must be between 1 and the " +
+                      std::to_string(executor.num_blocks()) + " blocks of the executor's cache");
+  }
+  return ok_status();
+}
+
+}  // namespace
+
+Result<std::unique_ptr<Engine>> Engine::create(const models::deepseek_v3::Model& model,
+                                               EngineConfig config) {
+  LS_RETURN_IF_ERROR(check_config(model, config));
   models::deepseek_v3::ExecutorConfig exec;
   exec.device = config.device;
-  exec.num_cache_layers = spec.enabled() ? model.num_cache_layers_with_mtp() : model.num_cache_layers();
+  exec.num_cache_layers = cache_layers_needed(model, config);
   exec.block_size = config.block_size;
   exec.num_blocks = config.num_kv_blocks;
   exec.cache_memory = config.kv_cache_memory;
   LS_ASSIGN_OR_RETURN(auto executor, make_executor(model, exec));
-  const int64_t num_blocks = executor->num_blocks();
+  return create(model, std::shared_ptr<models::deepseek_v3::ModelExecutor>(std::move(executor)), std::move(config));
+}
+
+Result<std::unique_ptr<Engine>> Engine::create(const models::deepseek_v3::Model& model,
+                                               std::shared_ptr<models::deepseek_v3::ModelExecutor> executor,
+                                               EngineConfig config) {
+  LS_RETURN_IF_ERROR(check_config(model, config));
+  if (executor == nullptr) return make_error("Engine::create: no executor given");
+  LS_RETURN_IF_ERROR(check_executor(model, *executor, config));
+  const SpeculativeConfig& spec = config.speculative;
+  config.scheduler.lookahead_slots = spec.num_speculative_tokens;
+  // An executor that engines before this one used still holds their latent values. That is
+  // harmless: the BlockManager below starts with every block free and its prefix cache without a
+  // single hash, so each block is written by this engine before any step reads it (and the
+  // runner's per-block MTP hidden states start afresh too).
+  LS_ASSIGN_OR_RETURN(auto runner, ModelRunner::create(model, executor, spec.enabled()));
+  const int64_t num_blocks = config.num_kv_blocks.value_or(executor->num_blocks());
   LS_ASSIGN_OR_RETURN(auto blocks, BlockManager::create(num_blocks, executor->block_size(),
                                                         config.enable_prefix_cache));
   if (config.log_startup) {
@@ -64,8 +112,7 @@ Result<std::unique_ptr<Engine>> Engine::create(const models::deepseek_v3::Model&
     if (spec.enabled()) std::cerr << ", speculative decoding: MTP, " << spec.num_speculative_tokens << " draft(s)";
     std::cerr << "\n";
   }
-  std::unique_ptr<Engine> engine(
-      new Engine(model, std::move(config), std::move(blocks), std::move(executor)));
+  std::unique_ptr<Engine> engine(new Engine(model, std::move(config), std::move(blocks), std::move(runner)));
   engine->loop_alive_ = true;
   engine->thread_ = std::thread([e = engine.get()] {
     e->loop();
@@ -75,14 +122,14 @@ Result<std::unique_ptr<Engine>> Engine::create(const models::deepseek_v3::Model&
 }
 
 Engine::Engine(const models::deepseek_v3::Model& model, EngineConfig config, BlockManager blocks,
-               std::unique_ptr<models::deepseek_v3::ModelExecutor> executor)
+               std::unique_ptr<ModelRunner> runner)
     : model_(model),
       config_(std::move(config)),
       blocks_(std::move(blocks)),
       scheduler_(config_.scheduler, blocks_),
-      runner_(model, std::move(executor), config_.speculative.enabled()) {
+      runner_(std::move(runner)) {
   for (int64_t id : model.config().eos_token_ids) eos_ids_.push_back(int32_t(id));
-  stats_.device = runner_.executor().description();
+  stats_.device = runner_->executor().description();
   stats_.num_blocks = blocks_.num_blocks();
   stats_.num_free_blocks = blocks_.num_free_blocks();
   stats_.block_size = blocks_.block_size();
@@ -260,7 +307,7 @@ bool Engine::step() {
   }
 
   const auto forward_start = Clock::now();
-  auto logits = runner_.run(plan);
+  auto logits = runner_->run(plan);
   double forward_seconds = seconds_since(forward_start);
 
   if (!logits.ok()) {

@@ -87,9 +87,20 @@ struct EngineStats {
 
 class Engine {
  public:
+  // Makes its own executor (engine/device_executor.h) from config.device, block_size,
+  // num_kv_blocks and kv_cache_memory.
   static Result<std::unique_ptr<Engine>> create(const models::deepseek_v3::Model& model,
                                                 EngineConfig config);
-  ~Engine();  // aborts what is left and stops the loop
+  // Runs on `executor`, made for `model`, instead of making one: engines created one after
+  // another on the same executor reuse its weights on the device and its allocated cache.
+  // config.device and kv_cache_memory are not used (the executor is already placed and sized);
+  // num_kv_blocks, when set, uses only that many of its blocks. Errors: the executor's cache has
+  // fewer layers than the speculation setting needs (main layers, plus the MTP layer when
+  // speculating), its block size is not config.block_size, or another live engine uses it.
+  static Result<std::unique_ptr<Engine>> create(const models::deepseek_v3::Model& model,
+                                                std::shared_ptr<models::deepseek_v3::ModelExecutor> executor,
+                                                EngineConfig config);
+  ~Engine();  // aborts what is left, stops the loop and releases the executor
   Engine(const Engine&) = delete;
   Engine& operator=(const Engine&) = delete;
 
@@ -108,7 +119,7 @@ class Engine {
 
  private:
   Engine(const models::deepseek_v3::Model& model, EngineConfig config, BlockManager blocks,
-         std::unique_ptr<models::deepseek_v3::ModelExecutor> executor);
+         std::unique_ptr<ModelRunner> runner);
 
   void loop();
   bool step();  // false when there was nothing to do
@@ -136,7 +147,7 @@ class Engine {
   EngineConfig config_;
   BlockManager blocks_;
   Scheduler scheduler_;
-  ModelRunner runner_;
+  std::unique_ptr<ModelRunner> runner_;  // holds the executor, claimed until the engine is gone
   std::vector<int32_t> eos_ids_;
 
   // Engine-thread state.

@@ -126,7 +126,7 @@ double Engine::draft_next(const SchedulePlan& plan, const StepLogits& logits,
     for (int64_t pos = from; pos < to; ++pos) {
       const float* h = pos >= computed_before[i]
                            ? &logits.hidden[size_t((logits.query_start[i] + pos - computed_before[i]) * H)]
-                           : runner_.block_last_hidden(seq.blocks.block_table[size_t(pos / bs)]);
+                           : runner_->block_last_hidden(seq.blocks.block_table[size_t(pos / bs)]);
       hidden.insert(hidden.end(), h, h + H);
     }
     MtpRows r;
@@ -140,7 +140,7 @@ double Engine::draft_next(const SchedulePlan& plan, const StepLogits& logits,
     rows.push_back(r);
   }
   if (rows.empty()) return std::chrono::duration<double>(Clock::now() - start).count();
-  auto mtp = runner_.run_mtp(batch, hidden);
+  auto mtp = runner_->run_mtp(batch, hidden);
   if (!mtp.ok()) {  // batches are built here, so this is a bug: run on without drafts, loudly
     std::cerr << "latentserve: MTP forward failed: " << mtp.error().message << "\n";
     for (MtpRows& r : rows) r.seq->draft.reset();
@@ -178,7 +178,7 @@ double Engine::draft_next(const SchedulePlan& plan, const StepLogits& logits,
       models::append_sequence(chain, {d}, int32_t(seq.num_computed_tokens + j), seq.blocks.block_table, bs, true);
     }
     if (chain.num_tokens() == 0) break;
-    auto next = runner_.run_mtp(chain, chain_hidden);
+    auto next = runner_->run_mtp(chain, chain_hidden);
     if (!next.ok()) {
       std::cerr << "latentserve: MTP forward failed: " << next.error().message << "\n";
       break;  // the drafts made so far stand

@@ -5,13 +5,26 @@
 
 namespace latentserve::engine {
 
+Result<std::unique_ptr<ModelRunner>> ModelRunner::create(
+    const models::deepseek_v3::Model& model, std::shared_ptr<models::deepseek_v3::ModelExecutor> executor,
+    bool keep_hidden) {
+  if (executor == nullptr) return make_error("model runner: no executor given");
+  if (!executor->claim()) {
+    return make_error("model runner: the executor (" + executor->description() +
+                      ") is in use by another engine; destroy that engine first");
+  }
+  return std::unique_ptr<ModelRunner>(new ModelRunner(model, std::move(executor), keep_hidden));
+}
+
 ModelRunner::ModelRunner(const models::deepseek_v3::Model& model,
-                         std::unique_ptr<models::deepseek_v3::ModelExecutor> executor, bool keep_hidden)
+                         std::shared_ptr<models::deepseek_v3::ModelExecutor> executor, bool keep_hidden)
     : model_(model), executor_(std::move(executor)), keep_hidden_(keep_hidden) {
   if (keep_hidden_) {
     block_last_hidden_.assign(size_t(executor_->num_blocks() * model_.config().hidden_size), 0.0f);
   }
 }
+
+ModelRunner::~ModelRunner() { executor_->release(); }
 
 models::Batch ModelRunner::build_batch(const SchedulePlan& plan,
                                        std::vector<int32_t>& row_of_item) const {

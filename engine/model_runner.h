@@ -1,6 +1,7 @@
-// ModelRunner: turns a SchedulePlan into a models::Batch, runs it on the ModelExecutor it owns
-// (the model and its latent cache on one device) and hands back the logits rows of the sequences that sample this step (and, with
-// speculative decoding, the hidden states the MTP module reads, and the MTP forward itself).
+// ModelRunner: turns a SchedulePlan into a models::Batch, runs it on the ModelExecutor it holds
+// (the model and its latent cache on one device) and hands back the logits rows of the sequences
+// that sample this step (and, with speculative decoding, the hidden states the MTP module reads,
+// and the MTP forward itself).
 #pragma once
 
 #include <cstdint>
@@ -25,10 +26,17 @@ struct StepLogits {
 
 class ModelRunner {
  public:
-  // `model` (for its configuration) must outlive the runner; `executor` runs it.
+  // `model` (for its configuration) must outlive the runner; `executor` runs it and may be shared
+  // with engines before or after this one, never at the same time: the runner claims it
+  // (ModelExecutor::claim) and releases it when destroyed.
   // keep_hidden: return hidden states and remember each block's last hidden state (for MTP).
-  ModelRunner(const models::deepseek_v3::Model& model,
-              std::unique_ptr<models::deepseek_v3::ModelExecutor> executor, bool keep_hidden = false);
+  // Errors: no executor, or one another runner holds.
+  static Result<std::unique_ptr<ModelRunner>> create(
+      const models::deepseek_v3::Model& model, std::shared_ptr<models::deepseek_v3::ModelExecutor> executor,
+      bool keep_hidden = false);
+  ~ModelRunner();
+  ModelRunner(const ModelRunner&) = delete;
+  ModelRunner& operator=(const ModelRunner&) = delete;
 
   const models::deepseek_v3::Model& model() const { return model_; }
   const models::deepseek_v3::ModelExecutor& executor() const { return *executor_; }
@@ -46,8 +54,11 @@ class ModelRunner {
   const float* block_last_hidden(int32_t block) const;
 
  private:
+  ModelRunner(const models::deepseek_v3::Model& model,
+              std::shared_ptr<models::deepseek_v3::ModelExecutor> executor, bool keep_hidden);
+
   const models::deepseek_v3::Model& model_;
-  std::unique_ptr<models::deepseek_v3::ModelExecutor> executor_;
+  std::shared_ptr<models::deepseek_v3::ModelExecutor> executor_;  // claimed by this runner
   bool keep_hidden_ = false;
   std::vector<float> block_last_hidden_;  // [num_blocks, hidden] when keep_hidden
 };

@@ -89,6 +89,7 @@ class CudaExecutor final : public deepseek_v3::ModelExecutor {
   std::string description() const override { return description_; }
   int64_t num_blocks() const override { return num_blocks_; }
   int64_t block_size() const override { return block_size_; }
+  int64_t num_cache_layers() const override { return num_cache_layers_; }
   int64_t cache_bytes() const override { return cache_bytes_; }
   Result<deepseek_v3::ForwardOutput> forward(const Batch& batch) override;
   Result<deepseek_v3::MtpForwardOutput> mtp_forward(const Batch& batch,

@@ -32,6 +32,7 @@ class CpuExecutor final : public ModelExecutor {
   std::string description() const override { return "cpu"; }
   int64_t num_blocks() const override { return cache_.num_blocks(); }
   int64_t block_size() const override { return cache_.block_size(); }
+  int64_t num_cache_layers() const override { return cache_.num_layers(); }
   int64_t cache_bytes() const override { return cache_bytes_; }
 
   Result<ForwardOutput> forward(const Batch& batch) override { return model_.forward(batch, cache_); }

@@ -2,6 +2,7 @@
 // interface the engine's ModelRunner drives. CPU: cpu_executor.cpp; CUDA: models/cuda/.
 #pragma once
 
+#include <atomic>
 #include <cstdint>
 #include <memory>
 #include <optional>
@@ -38,6 +39,9 @@ class ModelExecutor {
   virtual std::string description() const = 0;
   virtual int64_t num_blocks() const = 0;
   virtual int64_t block_size() const = 0;
+  // Layers the latent cache holds: the main layers, plus the MTP layers when it was made for
+  // speculation (what an engine that speculates needs).
+  virtual int64_t num_cache_layers() const = 0;
   virtual int64_t cache_bytes() const = 0;  // the latent cache pool, all layers
 
   // Same contract as Model::forward / Model::mtp_forward; the outputs are on the host. An invalid
@@ -45,6 +49,15 @@ class ModelExecutor {
   virtual Result<ForwardOutput> forward(const Batch& batch) = 0;
   virtual Result<MtpForwardOutput> mtp_forward(const Batch& batch, const std::vector<float>& hidden,
                                                int64_t mtp_layer) = 0;
+
+  // One engine at a time hands out an executor's cache blocks: several engines, one after
+  // another, may reuse an executor (and its uploaded weights), never two at once. claim() is
+  // false while a holder has not yet release()d it.
+  bool claim() { return !claimed_.exchange(true); }
+  void release() { claimed_.store(false); }
+
+ private:
+  std::atomic<bool> claimed_{false};
 };
 
 // The CPU executor: `model` (which must outlive it) over a LatentCacheStorage sized by `config`.
