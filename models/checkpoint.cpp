@@ -1,12 +1,5 @@
 #include "models/checkpoint.h"
 
-#include <fcntl.h>
-#include <sys/mman.h>
-#include <sys/stat.h>
-#include <unistd.h>
-
-#include <cerrno>
-#include <cstring>
 #include <filesystem>
 #include <set>
 
@@ -17,45 +10,6 @@ namespace latentserve::models {
 
 namespace fs = std::filesystem;
 using nlohmann::json;
-
-// A read-only private mapping of a whole file.
-class MappedFile {
- public:
-  static Result<std::unique_ptr<MappedFile>> open(const std::string& path) {
-    int fd = ::open(path.c_str(), O_RDONLY | O_CLOEXEC);
-    if (fd < 0) return make_error(path + ": cannot open (" + std::strerror(errno) + ")");
-    struct stat st {};
-    if (::fstat(fd, &st) != 0 || !S_ISREG(st.st_mode)) {
-      ::close(fd);
-      return make_error(path + ": not a regular file");
-    }
-    auto file = std::unique_ptr<MappedFile>(new MappedFile());
-    file->size_ = uint64_t(st.st_size);
-    if (file->size_ > 0) {
-      void* p = ::mmap(nullptr, file->size_, PROT_READ, MAP_PRIVATE, fd, 0);
-      if (p == MAP_FAILED) {
-        ::close(fd);
-        return make_error(path + ": mmap failed (" + std::strerror(errno) + ")");
-      }
-      file->data_ = static_cast<const uint8_t*>(p);
-    }
-    ::close(fd);
-    return file;
-  }
-  ~MappedFile() {
-    if (data_ != nullptr) ::munmap(const_cast<uint8_t*>(data_), size_);
-  }
-  MappedFile(const MappedFile&) = delete;
-  MappedFile& operator=(const MappedFile&) = delete;
-
-  const uint8_t* data() const { return data_; }
-  uint64_t size() const { return size_; }
-
- private:
-  MappedFile() = default;
-  const uint8_t* data_ = nullptr;
-  uint64_t size_ = 0;
-};
 
 int64_t TensorInfo::numel() const {
   int64_t n = 1;
@@ -85,13 +39,13 @@ const TensorInfo* Checkpoint::find(std::string_view name) const {
 namespace {
 
 struct OpenedShard {
-  std::unique_ptr<MappedFile> file;
+  std::unique_ptr<CheckpointFile> file;
   std::vector<TensorInfo> tensors;
 };
 
-Result<OpenedShard> open_shard(const std::string& path, const std::string& display_name) {
+Result<OpenedShard> open_shard(const std::string& path, const std::string& display_name, WeightLoad load) {
   OpenedShard shard;
-  LS_ASSIGN_OR_RETURN(shard.file, MappedFile::open(path));
+  LS_ASSIGN_OR_RETURN(shard.file, CheckpointFile::open(path, load));
   LS_ASSIGN_OR_RETURN(SafetensorsHeader header,
                       parse_safetensors_header(shard.file->data(), shard.file->size(), path));
   for (auto& e : header.entries) {
@@ -136,8 +90,8 @@ Result<std::map<std::string, std::string>> read_weight_map(const std::string& in
 
 }  // namespace
 
-Result<Checkpoint> Checkpoint::open_file(const std::string& path) {
-  LS_ASSIGN_OR_RETURN(OpenedShard shard, open_shard(path, fs::path(path).filename().string()));
+Result<Checkpoint> Checkpoint::open_file(const std::string& path, WeightLoad load) {
+  LS_ASSIGN_OR_RETURN(OpenedShard shard, open_shard(path, fs::path(path).filename().string(), load));
   Checkpoint ckpt;
   for (auto& t : shard.tensors) {
     std::string name = t.name;
@@ -149,18 +103,18 @@ Result<Checkpoint> Checkpoint::open_file(const std::string& path) {
   return ckpt;
 }
 
-Result<Checkpoint> Checkpoint::open(const std::string& model_dir) {
+Result<Checkpoint> Checkpoint::open(const std::string& model_dir, WeightLoad load) {
   std::error_code ec;
   if (!fs::is_directory(model_dir, ec)) return make_error(model_dir + ": not a directory");
   const fs::path dir(model_dir);
   const fs::path index = dir / "model.safetensors.index.json";
-  if (fs::exists(index, ec)) return open_sharded(model_dir, index.string());
-  if (fs::exists(dir / "model.safetensors", ec)) return open_file((dir / "model.safetensors").string());
+  if (fs::exists(index, ec)) return open_sharded(model_dir, index.string(), load);
+  if (fs::exists(dir / "model.safetensors", ec)) return open_file((dir / "model.safetensors").string(), load);
   std::vector<fs::path> candidates;
   for (const auto& entry : fs::directory_iterator(dir, ec)) {
     if (entry.path().extension() == ".safetensors") candidates.push_back(entry.path());
   }
-  if (candidates.size() == 1) return open_file(candidates[0].string());
+  if (candidates.size() == 1) return open_file(candidates[0].string(), load);
   if (candidates.empty()) return make_error(model_dir + ": no *.safetensors file");
   return make_error(model_dir + ": several *.safetensors files but no model.safetensors.index.json");
 }
@@ -169,7 +123,7 @@ Result<Checkpoint> Checkpoint::open(const std::string& model_dir) {
 // it names must exist, and a tensor found in a shard without being listed there is an error
 // (a stale or hand-edited index; which copy is meant would be a guess).
 Result<Checkpoint> Checkpoint::open_sharded(const std::string& model_dir,
-                                            const std::string& index_path) {
+                                            const std::string& index_path, WeightLoad load) {
   LS_ASSIGN_OR_RETURN(auto weight_map, read_weight_map(index_path));
   std::set<std::string> shard_names;
   for (const auto& [tensor, shard] : weight_map) shard_names.insert(shard);
@@ -177,7 +131,7 @@ Result<Checkpoint> Checkpoint::open_sharded(const std::string& model_dir,
   std::set<std::string> found;
   for (const std::string& shard_name : shard_names) {
     const std::string path = (fs::path(model_dir) / shard_name).string();
-    auto shard = open_shard(path, shard_name);
+    auto shard = open_shard(path, shard_name, load);
     if (!shard.ok()) {
       return shard.error().with_context(index_path + " names shard '" + shard_name + "'");
     }

@@ -36,7 +36,7 @@ Result<std::unique_ptr<Model>> Model::load(const std::string& model_dir,
                                            const ModelOptions& options) {
   std::unique_ptr<Model> m(new Model());
   LS_ASSIGN_OR_RETURN(m->config_, load_model_config(model_dir));
-  LS_ASSIGN_OR_RETURN(m->checkpoint_, Checkpoint::open(model_dir));
+  LS_ASSIGN_OR_RETURN(m->checkpoint_, Checkpoint::open(model_dir, options.weight_load));
   LS_ASSIGN_OR_RETURN(m->weights_, load_weights(m->checkpoint_, m->config_));
   m->options_ = options;
   m->rope_inv_freq_ = cpu::rope_inv_freq(rope_params(m->config_));

@@ -22,6 +22,10 @@ namespace latentserve::models::deepseek_v3 {
 
 struct ModelOptions {
   MlaForm mla_form = MlaForm::kAbsorbed;
+  // How the checkpoint's bytes come into memory. kCopy costs RAM equal to the checkpoint (the
+  // page cache holding the files may then be dropped) and gives the CPU forward pass weights
+  // on huge pages; see benchmarks/RESULTS.md (weight_load) for what that buys.
+  WeightLoad weight_load = WeightLoad::kMmap;
 };
 
 // Benchmarks only: one record per forward call (main model or MTP layer) with the routed

@@ -1,5 +1,6 @@
-// The DeepSeek-V3 weights as the forward pass uses them: views into the mapped checkpoint for
-// matrices, small F32 copies for norms and biases. Filled from one declarative name table.
+// The DeepSeek-V3 weights as the forward pass uses them: views into the checkpoint's bytes
+// (mapped or copied) for matrices, small F32 copies for norms and biases. Filled from one
+// declarative name table.
 #pragma once
 
 #include <cstdint>

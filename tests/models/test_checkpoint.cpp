@@ -1,5 +1,6 @@
 // Safetensors loading: valid single-file and sharded checkpoints, and one broken file per
-// validation rule; every failure must be an error naming the file and what was wrong.
+// validation rule; every failure must be an error naming the file and what was wrong. Every
+// file is opened both mapped and copied, which must agree on the outcome and the message.
 #include "models/checkpoint.h"
 
 #include "tests/models/test_checkpoint_util.h"
@@ -9,6 +10,31 @@ namespace {
 
 using nlohmann::json;
 
+// Both loads of the same input: the same success with the same tensor bytes, or the same error.
+Result<Checkpoint> agree(Result<Checkpoint> mapped, Result<Checkpoint> copied) {
+  REQUIRE(mapped.ok() == copied.ok());
+  if (!mapped.ok()) {
+    CHECK(mapped.error().message == copied.error().message);
+    return mapped;
+  }
+  REQUIRE(mapped->tensors().size() == copied->tensors().size());
+  for (const auto& [name, t] : mapped->tensors()) {
+    const TensorInfo* c = copied->find(name);
+    REQUIRE(c != nullptr);
+    REQUIRE(c->nbytes == t.nbytes);
+    CHECK(std::memcmp(c->data, t.data, t.nbytes) == 0);
+  }
+  return mapped;
+}
+
+Result<Checkpoint> open_file_both(const std::string& path) {
+  return agree(Checkpoint::open_file(path, WeightLoad::kMmap), Checkpoint::open_file(path, WeightLoad::kCopy));
+}
+
+Result<Checkpoint> open_both(const std::string& dir) {
+  return agree(Checkpoint::open(dir, WeightLoad::kMmap), Checkpoint::open(dir, WeightLoad::kCopy));
+}
+
 // Writes a file whose header is `header` (with `data_bytes` of data) and expects open_file to
 // fail with a message containing the file name and every needle.
 void expect_broken(const std::string& header, size_t data_bytes,
@@ -16,7 +42,7 @@ void expect_broken(const std::string& header, size_t data_bytes,
   TempDir dir;
   const std::string path = dir.file("broken.safetensors");
   write_raw_safetensors(path, header, data_bytes);
-  auto ckpt = Checkpoint::open_file(path);
+  auto ckpt = open_file_both(path);
   INFO(header);
   REQUIRE_FALSE(ckpt.ok());
   INFO(ckpt.error().message);
@@ -45,7 +71,7 @@ TEST_CASE("checkpoint: a valid file round-trips every supported dtype") {
     tensors.push_back(t);
   }
   REQUIRE(write_safetensors(dir.file("model.safetensors"), tensors).ok());
-  auto ckpt = Checkpoint::open(dir.path());
+  auto ckpt = open_both(dir.path());
   REQUIRE(ckpt.ok());
   REQUIRE(ckpt->tensors().size() == tensors.size());
   for (const TensorBytes& t : tensors) {
@@ -66,7 +92,7 @@ TEST_CASE("checkpoint: files too short for the length prefix") {
   TempDir dir;
   for (const char* content : {"", "\x01", "\x01\x02\x03\x04\x05\x06\x07"}) {
     write_bytes(dir.file("short.safetensors"), content);
-    auto ckpt = Checkpoint::open_file(dir.file("short.safetensors"));
+    auto ckpt = open_file_both(dir.file("short.safetensors"));
     REQUIRE_FALSE(ckpt.ok());
     CHECK(ckpt.error().message.find("short.safetensors") != std::string::npos);
     CHECK(ckpt.error().message.find("too short") != std::string::npos);
@@ -76,7 +102,7 @@ TEST_CASE("checkpoint: files too short for the length prefix") {
 TEST_CASE("checkpoint: header length beyond the end of the file") {
   TempDir dir;
   write_bytes(dir.file("broken.safetensors"), le64(100) + "{}");
-  auto ckpt = Checkpoint::open_file(dir.file("broken.safetensors"));
+  auto ckpt = open_file_both(dir.file("broken.safetensors"));
   REQUIRE_FALSE(ckpt.ok());
   CHECK(ckpt.error().message.find("past the end") != std::string::npos);
 }
@@ -85,7 +111,7 @@ TEST_CASE("checkpoint: huge header length is refused before allocating") {
   TempDir dir;
   for (uint64_t len : {uint64_t(200) << 20, ~uint64_t(0), uint64_t(1) << 63}) {
     write_bytes(dir.file("broken.safetensors"), le64(len) + "{}");
-    auto ckpt = Checkpoint::open_file(dir.file("broken.safetensors"));
+    auto ckpt = open_file_both(dir.file("broken.safetensors"));
     REQUIRE_FALSE(ckpt.ok());
     CHECK(ckpt.error().message.find("exceeds the limit") != std::string::npos);
   }
@@ -152,7 +178,7 @@ TEST_CASE("checkpoint: overlapping tensors") {
                             entry("F32", {2}, {8, 16}) + ", \"c\": " + entry("F32", {0}, {4, 4}) +
                             "}",
                         16);
-  CHECK(Checkpoint::open_file(dir.file("ok.safetensors")).ok());
+  CHECK(open_file_both(dir.file("ok.safetensors")).ok());
 }
 
 TEST_CASE("checkpoint: duplicate tensor names") {
@@ -182,7 +208,7 @@ TEST_CASE("checkpoint: random corruption never crashes") {
       for (int k = 0; k < 1 + int(rng() % 4); ++k) bad[rng() % bad.size()] = char(rng());
     }
     write_bytes(dir.file("bad.safetensors"), bad);
-    auto ckpt = Checkpoint::open_file(dir.file("bad.safetensors"));
+    auto ckpt = open_file_both(dir.file("bad.safetensors"));
     if (!ckpt.ok()) {
       ++failures;
       CHECK(ckpt.error().message.find("bad.safetensors") != std::string::npos);
@@ -218,7 +244,7 @@ struct ShardedFixture {
 TEST_CASE("checkpoint: sharded checkpoint through the index") {
   ShardedFixture f;
   f.write_index(f.good_map());
-  auto ckpt = Checkpoint::open(f.dir.path());
+  auto ckpt = open_both(f.dir.path());
   REQUIRE(ckpt.ok());
   CHECK(ckpt->tensors().size() == 3);
   CHECK(ckpt->find("c")->file == "model-00002-of-00002.safetensors");
@@ -230,7 +256,7 @@ TEST_CASE("checkpoint: index naming a missing shard") {
   json map = f.good_map();
   map["c"] = "model-00003-of-00002.safetensors";
   f.write_index(map);
-  auto ckpt = Checkpoint::open(f.dir.path());
+  auto ckpt = open_both(f.dir.path());
   REQUIRE_FALSE(ckpt.ok());
   CHECK(ckpt.error().message.find("model-00003-of-00002.safetensors") != std::string::npos);
 }
@@ -240,7 +266,7 @@ TEST_CASE("checkpoint: index listing a tensor its shard lacks") {
   json map = f.good_map();
   map["d"] = "model-00002-of-00002.safetensors";
   f.write_index(map);
-  auto ckpt = Checkpoint::open(f.dir.path());
+  auto ckpt = open_both(f.dir.path());
   REQUIRE_FALSE(ckpt.ok());
   CHECK(ckpt.error().message.find("'d'") != std::string::npos);
   CHECK(ckpt.error().message.find("does not contain it") != std::string::npos);
@@ -251,14 +277,14 @@ TEST_CASE("checkpoint: shard holding a tensor the index does not list there") {
   json map = f.good_map();
   map.erase("b");
   f.write_index(map);
-  auto unlisted = Checkpoint::open(f.dir.path());
+  auto unlisted = open_both(f.dir.path());
   REQUIRE_FALSE(unlisted.ok());
   CHECK(unlisted.error().message.find("'b' is not listed") != std::string::npos);
 
   map = f.good_map();
   map["c"] = "model-00001-of-00002.safetensors";  // c is in shard 2, and shard 2 is not named
   f.write_index(map);
-  CHECK_FALSE(Checkpoint::open(f.dir.path()).ok());
+  CHECK_FALSE(open_both(f.dir.path()).ok());
 }
 
 TEST_CASE("checkpoint: malformed or escaping index files") {
@@ -269,7 +295,7 @@ TEST_CASE("checkpoint: malformed or escaping index files") {
         std::string("{\"weight_map\": {\"a\": \"../model-00001-of-00002.safetensors\"}}"),
         std::string("{\"weight_map\": {\"a\": \"/etc/passwd\"}}")}) {
     write_bytes(f.dir.file("model.safetensors.index.json"), text);
-    auto ckpt = Checkpoint::open(f.dir.path());
+    auto ckpt = open_both(f.dir.path());
     INFO(text);
     REQUIRE_FALSE(ckpt.ok());
     CHECK(ckpt.error().message.find("model.safetensors.index.json") != std::string::npos);
@@ -278,18 +304,18 @@ TEST_CASE("checkpoint: malformed or escaping index files") {
 
 TEST_CASE("checkpoint: folders without an index") {
   TempDir dir;
-  CHECK_FALSE(Checkpoint::open(dir.path()).ok());
-  CHECK_FALSE(Checkpoint::open(dir.file("missing")).ok());
+  CHECK_FALSE(open_both(dir.path()).ok());
+  CHECK_FALSE(open_both(dir.file("missing")).ok());
   TensorBytes t{{"w", DType::F32, {1}}, {0, 0, 128, 63}};
   REQUIRE(write_safetensors(dir.file("weights.safetensors"), {t}).ok());
-  auto one = Checkpoint::open(dir.path());
+  auto one = open_both(dir.path());
   REQUIRE(one.ok());
   CHECK(one->find("w") != nullptr);
   REQUIRE(write_safetensors(dir.file("other.safetensors"), {t}).ok());
-  auto two = Checkpoint::open(dir.path());
+  auto two = open_both(dir.path());
   REQUIRE_FALSE(two.ok());
   CHECK(two.error().message.find("index") != std::string::npos);
-  CHECK_FALSE(Checkpoint::open_file(dir.path()).ok());  // a folder is not a file
+  CHECK_FALSE(open_file_both(dir.path()).ok());  // a folder is not a file
 }
 
 }  // namespace
