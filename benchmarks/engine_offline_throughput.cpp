@@ -4,7 +4,8 @@
 // reuses) unless --model is given, on the CPU (the default, comparable with
 // benchmarks/RESULTS.md) or --device cuda|auto. Also reports the engine's own time per step
 // (everything but the forward pass) as a share of the step, and the key ratios as
-// "| metric | measured | reference | ratio | target |" rows for benchmarks/gpu/check.sh.
+// "| metric | measured | reference | ratio | target |" rows for benchmarks/gpu/check.sh. The two
+// runs' engines share one executor, made once (the weights go to the device once).
 //
 //   bench_engine_offline_throughput [--model DIR | --num-layers N --fp8 1] [--device cpu|cuda|auto]
 //                                   [--requests 256] [--prompt-len 8] [--max-tokens 8]
@@ -17,12 +18,14 @@
 #include <chrono>
 #include <cstdio>
 #include <cstdlib>
+#include <memory>
 #include <random>
 #include <string>
 #include <vector>
 
 #include "benchmarks/bench_model.h"
 #include "engine/collected.h"
+#include "engine/device_executor.h"
 #include "engine/engine.h"
 
 using namespace latentserve;
@@ -75,15 +78,34 @@ struct RunResult {
   engine::EngineStats stats;  // the timed requests only
 };
 
-// One engine running `requests` with at most `max_num_seqs` at a time, timed after the warm-up.
-RunResult run(const models::deepseek_v3::Model& model, const std::vector<engine::Request>& requests,
-              int64_t max_num_seqs, const Options& o) {
+constexpr int64_t kBlockSize = 64;
+
+// The executor both runs use, one after the other, so the weights go to the device once. No
+// speculation here: the main layers' cache only.
+std::shared_ptr<models::deepseek_v3::ModelExecutor> shared_executor(const models::deepseek_v3::Model& model,
+                                                                    const Options& o) {
+  models::deepseek_v3::ExecutorConfig ec;
+  ec.device = o.device;
+  ec.num_cache_layers = model.num_cache_layers();
+  ec.block_size = kBlockSize;
+  ec.num_blocks = 2048;
+  auto executor = engine::make_executor(model, ec);
+  if (!executor.ok()) {
+    std::fprintf(stderr, "%s\n", executor.error().message.c_str());
+    std::exit(1);
+  }
+  return std::move(executor).value();
+}
+
+// One engine on `executor` running `requests` with at most `max_num_seqs` at a time, timed after
+// the warm-up.
+RunResult run(const models::deepseek_v3::Model& model, std::shared_ptr<models::deepseek_v3::ModelExecutor> executor,
+              const std::vector<engine::Request>& requests, int64_t max_num_seqs, const Options& o) {
   engine::EngineConfig config;
   config.log_startup = false;
-  config.device = o.device;
+  config.block_size = kBlockSize;
   config.scheduler.max_num_seqs = max_num_seqs;
-  config.num_kv_blocks = 2048;
-  auto engine = engine::Engine::create(model, config);
+  auto engine = engine::Engine::create(model, std::move(executor), config);
   if (!engine.ok()) {
     std::fprintf(stderr, "%s\n", engine.error().message.c_str());
     std::exit(1);
@@ -133,9 +155,10 @@ int main(int argc, char** argv) {
   std::printf("model %s, %d requests x (%d prompt + %d generated tokens), device %s, warm-up %d tokens\n",
               o.model.c_str(), o.requests, o.prompt_len, o.max_tokens, models::deepseek_v3::device_name(o.device),
               o.warmup);
-  const RunResult batched = run(*model, requests, 256, o);
+  const auto executor = shared_executor(*model, o);
+  const RunResult batched = run(*model, executor, requests, 256, o);
   std::printf("executor: %s\n", batched.stats.device.c_str());
-  const RunResult alone = run(*model, subset, 1, o);
+  const RunResult alone = run(*model, executor, subset, 1, o);
   std::printf("| %-12s | %8s | %8s | %9s | %10s | %6s | %10s | %9s |\n", "run", "", "tokens", "seconds",
               "tokens/s", "steps", "ms/step", "overhead");
   std::printf("|--------------|----------|----------|-----------|------------|--------|------------|-----------|\n");

@@ -4,8 +4,8 @@
 // given, on the CPU (the default, comparable with benchmarks/RESULTS.md) or --device cuda|auto.
 // Drafts are forced to agree with the main model at a known rate a (the engine's test hook, fed
 // with the greedy outputs of the run without speculation), so acceptance is not left to the
-// random weights. One engine per setting (off, each a, off again) runs every batch in turn; each
-// batch is timed alone, after --warmup tokens of same-sized requests in that engine (default 2 on
+// random weights. One engine per setting (off, each a, off again) runs every batch in turn, all on
+// one executor made at the start (the weights go to the device once); each batch is timed alone, after --warmup tokens of same-sized requests in that engine (default 2 on
 // CUDA, where the first steps of a batch size capture CUDA graphs and choose GEMM plans; 0 on the
 // CPU, after paging every weight in). Prints tokens per step and the throughput ratio for each a,
 // against the mean of the two runs without speculation.
@@ -105,18 +105,36 @@ int64_t cache_blocks(const Options& o, int64_t block_size) {
   return std::max<int64_t>(512, int64_t(max_batch) * per_seq);
 }
 
-// One engine with the speculative setting `spec` runs each request set in turn; each run is timed
-// alone (after `o.warmup` tokens of as many fresh requests, when asked) and gets its own counters
-// and routing log. `description` receives the executor's.
-std::vector<Run> run_sets(models::deepseek_v3::Model& model, const std::vector<std::vector<engine::Request>>& sets,
-                          engine::SpeculativeConfig spec, const Options& o, std::string* description) {
+constexpr int64_t kBlockSize = 16;
+
+// The one executor every engine of the run uses, in turn: the weights on the device and a cache
+// for the largest batch, with the MTP layer when the model has one.
+std::shared_ptr<models::deepseek_v3::ModelExecutor> shared_executor(const models::deepseek_v3::Model& model,
+                                                                    const Options& o) {
+  models::deepseek_v3::ExecutorConfig ec;
+  ec.device = o.device;
+  ec.num_cache_layers = model.num_cache_layers_with_mtp();
+  ec.block_size = kBlockSize;
+  ec.num_blocks = cache_blocks(o, kBlockSize);
+  auto executor = engine::make_executor(model, ec);
+  if (!executor.ok()) {
+    std::fprintf(stderr, "%s\n", executor.error().message.c_str());
+    std::exit(1);
+  }
+  return std::move(executor).value();
+}
+
+// One engine on `executor` with the speculative setting `spec` runs each request set in turn;
+// each run is timed alone (after `o.warmup` tokens of as many fresh requests, when asked) and gets
+// its own counters and routing log. `description` receives the executor's.
+std::vector<Run> run_sets(models::deepseek_v3::Model& model, std::shared_ptr<models::deepseek_v3::ModelExecutor> executor,
+                          const std::vector<std::vector<engine::Request>>& sets, engine::SpeculativeConfig spec,
+                          const Options& o, std::string* description) {
   engine::EngineConfig config;
   config.log_startup = false;
-  config.device = o.device;
-  config.block_size = 16;
-  config.num_kv_blocks = cache_blocks(o, config.block_size);
+  config.block_size = kBlockSize;
   config.speculative = std::move(spec);
-  auto engine = engine::Engine::create(model, config);
+  auto engine = engine::Engine::create(model, std::move(executor), config);
   if (!engine.ok()) {
     std::fprintf(stderr, "%s\n", engine.error().message.c_str());
     std::exit(1);
@@ -391,31 +409,24 @@ void print_deepseek_v3(const bench::Machine& device, const char* device_name) {
   }
 }
 
-// The pieces of a batch-1, K = 1 step timed by calling an executor on the benchmark's device
-// directly (a 32-token context): the main forward over 1 row (no speculation) and 2 rows (verify),
-// the MTP forward over 1 and 2 rows (after a rejection / an acceptance), and verification plus the
-// draft choice; against the engine's measured step, whose remainder is the engine's own work.
-Result<std::unique_ptr<models::deepseek_v3::ModelExecutor>> anatomy_executor(const models::deepseek_v3::Model& model,
-                                                                              Device device, int64_t block_size) {
-  models::deepseek_v3::ExecutorConfig ec;
-  ec.device = device;
-  ec.num_cache_layers = model.num_cache_layers_with_mtp();
-  ec.block_size = block_size;
-  ec.num_blocks = 8;
-  return engine::make_executor(model, ec);
-}
-
-void print_anatomy(const models::deepseek_v3::Model& model, Device device, int iterations, const Run& off,
-                   const Run& all) {
-  using models::append_sequence;
-  const auto& c = model.config();
-  const int64_t bs = 16;
-  auto executor = anatomy_executor(model, device, bs);
-  if (!executor.ok()) {
-    std::printf("batch-1 step anatomy: no executor (%s)\n", executor.error().message.c_str());
+// The pieces of a batch-1, K = 1 step timed by calling the benchmark's executor directly (a
+// 32-token context in its first 8 blocks, while no engine holds it): the main forward over 1 row
+// (no speculation) and 2 rows (verify), the MTP forward over 1 and 2 rows (after a rejection / an
+// acceptance), and verification plus the draft choice; against the engine's measured step, whose
+// remainder is the engine's own work.
+void print_anatomy(const models::deepseek_v3::Model& model, models::deepseek_v3::ModelExecutor& exec, int iterations,
+                   const Run& off, const Run& all) {
+  if (!exec.claim()) {
+    std::printf("batch-1 step anatomy: the executor is in use by an engine\n");
     return;
   }
-  auto& exec = **executor;
+  struct Release {
+    models::deepseek_v3::ModelExecutor& e;
+    ~Release() { e.release(); }
+  } release{exec};
+  using models::append_sequence;
+  const auto& c = model.config();
+  const int64_t bs = exec.block_size();
   const std::vector<int32_t> table = {0, 1, 2, 3, 4, 5, 6, 7};
   std::vector<int32_t> prompt;
   for (int i = 0; i < 32; ++i) prompt.push_back(int32_t((i * 7919 + 13) % c.vocab_size));
@@ -606,18 +617,20 @@ int main(int argc, char** argv) {
                 "benchmarks/gpu/check.sh exports): the roofline is left out\n");
   }
   const bench::ModelShape shape = bench::shape_of(model->config(), model->weights());
+  const auto executor = shared_executor(*model, o);
   if (o.warmup == 0) {  // one short request: first-call allocations in the engine and the kernels
     engine::SpeculativeConfig spec;
     spec.num_speculative_tokens = o.k;
     Options once = o;
     once.batches = {1};
     std::mt19937 warm_rng(3);
-    (void)run_sets(*model, {bench::random_requests(1, 3, 4, vocab, warm_rng)}, spec, once, nullptr);
+    (void)run_sets(*model, executor, {bench::random_requests(1, 3, 4, vocab, warm_rng)}, spec, once, nullptr);
   }
 
-  // One engine per setting, each running every batch: off, a = 0, 0.5, 0.9, 1, off again.
+  // One engine per setting, each running every batch, all on `executor`: off, a = 0, 0.5, 0.9, 1,
+  // off again.
   std::string description;
-  const std::vector<Run> off = run_sets(*model, sets, {}, o, &description);
+  const std::vector<Run> off = run_sets(*model, executor, sets, {}, o, &description);
   std::printf("executor: %s\n", description.c_str());
   std::vector<std::pair<double, std::vector<Run>>> spec_runs;
   for (double a : {0.0, 0.5, 0.9, 1.0}) {
@@ -625,11 +638,9 @@ int main(int argc, char** argv) {
     spec.num_speculative_tokens = o.k;
     spec.forced_acceptance = a;
     spec.oracle = oracle_from(sets, off);
-    std::string d;
-    spec_runs.emplace_back(a, run_sets(*model, sets, spec, o, &d));
-    if (d != description) std::printf("executor (a = %.2f): %s\n", a, (description = d).c_str());
+    spec_runs.emplace_back(a, run_sets(*model, executor, sets, spec, o, nullptr));
   }
-  const std::vector<Run> off_again = run_sets(*model, sets, {}, o, nullptr);
+  const std::vector<Run> off_again = run_sets(*model, executor, sets, {}, o, nullptr);
 
   std::vector<BatchRuns> batches;
   std::vector<std::vector<double>> allowed;
@@ -643,7 +654,7 @@ int main(int argc, char** argv) {
     print_batch(br);
     if (machine) allowed.push_back(print_batch_roofline(br, model->config(), shape, *machine, o.k, !cuda));
     if (br.batch == 1 && o.k == 1 && o.anatomy > 0) {
-      print_anatomy(*model, o.device, o.anatomy, off[i], *br.spec.back().second);
+      print_anatomy(*model, *executor, o.anatomy, off[i], *br.spec.back().second);
     }
     batches.push_back(std::move(br));
     std::fflush(stdout);
