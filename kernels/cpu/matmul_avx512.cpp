@@ -1,9 +1,11 @@
 // AVX-512 matmul: 16 floats per vector. Decode keeps all m ≤ 8 rows of x against 3-4 weight rows
 // in up to 24 of the 32 zmm registers; prefill runs 8 × 3 micro tiles over packed FP32 panels of
 // 256 k. Ragged ends use masked loads, which never touch memory past the row. Weights widen to
-// FP32 on load: BF16 by a 16-bit shift, F16 by vcvtph2ps, FP8 E4M3 by re-packing its bits as F16
-// (exact for every code, subnormals included) and folding the missing 2^8 into the block scale.
-// FP32 accumulation throughout; avx512bf16 dot products would round x to BF16, so they are not used.
+// FP32 on load: BF16 a line at a time into even and odd elements (one shift, one AND), F16 by
+// vcvtph2ps, FP8 E4M3 by re-packing its bits as F16 (exact for every code, subnormals included) and
+// folding the missing 2^8 into the block scale. FP32 accumulation throughout. avx512bf16's
+// vdpbf16ps is not used: it would round x to BF16 (keeping FP32-grade x takes two of them, x split
+// into a high and a low BF16), and it measured a quarter of the vfmadd231ps rate on this family.
 // GCC 12 warns inside its own AVX-512 headers (_mm512_undefined_ps is self-initialised on purpose).
 #pragma GCC diagnostic ignored "-Wuninitialized"
 #pragma GCC diagnostic ignored "-Wmaybe-uninitialized"
@@ -53,16 +55,47 @@ struct Avx512Loader<DType::F32> {
   static __m512 load_part(const float* p, int n) { return _mm512_maskz_loadu_ps(first_n(n), p); }
 };
 
+// BF16 in even/odd order: a 32-bit lane of a 64-byte line holds W[k + 2l] in its low half and
+// W[k + 2l + 1] in its high half, so one shift gives the even elements as FP32 and one AND the odd
+// ones: two operations per 32 weights instead of a widening move and a shift per 16. x is packed
+// in the same order (pack_x_line), and each lane accumulates x_even * w_even, then x_odd * w_odd,
+// per 32-element line (matmul_internal.h).
 template <>
 struct Avx512Loader<DType::BF16> {
   using Elem = uint16_t;
   static constexpr bool kBlockScaled = false;
+  static constexpr bool kEvenOdd = true;
   static constexpr float kScaleFactor = 1.0f;
-  static __m512 widen(__m256i h) {
-    return _mm512_castsi512_ps(_mm512_slli_epi32(_mm512_cvtepu16_epi32(h), 16));
+  static __m512 even(__m512i v) { return _mm512_castsi512_ps(_mm512_slli_epi32(v, 16)); }
+  static __m512 odd(__m512i v) {
+    return _mm512_castsi512_ps(_mm512_and_si512(v, _mm512_set1_epi32(static_cast<int>(0xffff0000u))));
   }
-  static __m512 load(const uint16_t* p) { return widen(_mm256_loadu_si256(reinterpret_cast<const __m256i*>(p))); }
-  static __m512 load_part(const uint16_t* p, int n) { return widen(_mm256_maskz_loadu_epi16(first_n(n), p)); }
+  // Separately, so a caller can finish with the even half before it widens the odd one.
+  static __m512 load_even(const uint16_t* p) { return even(_mm512_loadu_si512(p)); }
+  static __m512 load_odd(const uint16_t* p) { return odd(_mm512_loadu_si512(p)); }
+  static uint64_t load_line(const uint16_t* p, __m512 out[2]) {
+    out[0] = load_even(p);
+    out[1] = load_odd(p);
+    return 0;
+  }
+  // The first n < 32 elements, zeros after them.
+  static uint64_t load_line_part(const uint16_t* p, int n, __m512 out[2]) {
+    const __m512i v = _mm512_maskz_loadu_epi16(static_cast<__mmask32>((1u << n) - 1u), p);
+    out[0] = even(v);
+    out[1] = odd(v);
+    return 0;
+  }
+  // x[0, n) (n ≤ 32, zeros after) as 16 even then 16 odd elements.
+  static void pack_x_line(const float* x, int n, float* out) {
+    const __m512 lo = n >= 16 ? _mm512_loadu_ps(x) : _mm512_maskz_loadu_ps(first_n(n), x);
+    const __m512 hi = n >= 32 ? _mm512_loadu_ps(x + 16)
+                      : n > 16 ? _mm512_maskz_loadu_ps(first_n(n - 16), x + 16)
+                               : _mm512_setzero_ps();
+    const __m512i even = _mm512_set_epi32(30, 28, 26, 24, 22, 20, 18, 16, 14, 12, 10, 8, 6, 4, 2, 0);
+    const __m512i odd = _mm512_add_epi32(even, _mm512_set1_epi32(1));
+    _mm512_storeu_ps(out, _mm512_permutex2var_ps(lo, even, hi));
+    _mm512_storeu_ps(out + 16, _mm512_permutex2var_ps(lo, odd, hi));
+  }
 };
 
 template <>

@@ -21,6 +21,19 @@
 namespace latentserve::kernels::cpu::detail {
 namespace {
 
+// A loader whose lines (two vectors) hold a run of 2 kW weights as its even elements, then its odd
+// ones: x is packed in the same order and a line is the unit of the chunk order (matmul_internal.h).
+template <class Wt>
+concept EvenOddLoader = requires { requires Wt::kEvenOdd; };
+
+// x[k0, k1) of one row in even/odd order (k0 a multiple of kLine): line l at out + l * kLine, the
+// last one zero-padded to a whole line.
+template <class Wt, int64_t kLine>
+void pack_x_lines(const float* row, int64_t k0, int64_t k1, float* out) {
+  for (int64_t k = k0; k < k1; k += kLine)
+    Wt::pack_x_line(row + k, static_cast<int>(std::min<int64_t>(kLine, k1 - k)), out + (k - k0));
+}
+
 // The chunks of one row: runs of at most kW consecutive k, restarting at every segment (an FP8
 // scale block; the whole row for other dtypes), the last chunk of a segment possibly short.
 struct ChunkMap {
@@ -136,12 +149,42 @@ void pack_weights(const WeightMatrix& w, const ChunkMap& map, int64_t c0, int64_
   }
 }
 
+// Even/odd loaders: chunks 2l and 2l + 1 are the even and odd elements of line l (2 kW weights,
+// the last one zero-padded); c0 and chunks are even.
+template <class Isa, class Wt>
+void pack_weights_even_odd(const WeightMatrix& w, int64_t c0, int64_t chunks, int64_t n0, int64_t n1,
+                           float* panel, int64_t ld) {
+  using E = typename Wt::Elem;
+  constexpr int kW = Isa::kWidth;
+  for (int64_t n = n0; n < n1; ++n) {
+    const E* row = static_cast<const E*>(w.data) + n * w.cols;
+    float* out = panel + (n - n0) * ld * kW;
+    for (int64_t c = 0; c < chunks; c += 2) {
+      const int64_t k = (c0 + c) * kW;
+      if constexpr (Isa::kPrefetch) Isa::prefetch(row + k + ld * kW);
+      typename Isa::Vec v[2];
+      if (k + 2 * kW <= w.cols) {
+        Wt::load_line(row + k, v);
+      } else {
+        Wt::load_line_part(row + k, static_cast<int>(w.cols - k), v);
+      }
+      Isa::store(out + c * kW, v[0]);
+      Isa::store(out + (c + 1) * kW, v[1]);
+    }
+  }
+}
+
 // x's rows in chunk layout. Packing (rather than reading x in place) also keeps the MR rows a
 // micro tile reads from landing on the same L1 sets when ldx is a multiple of 4 KiB.
-template <class Isa>
+template <class Isa, class Wt>
 void pack_x(const MatmulBlock& b, const ChunkMap& map, int64_t c0, int64_t chunks, float* panel,
             int64_t ld) {
   constexpr int kW = Isa::kWidth;
+  if constexpr (EvenOddLoader<Wt>) {
+    const int64_t k0 = c0 * kW, k1 = std::min(map.cols, (c0 + chunks) * kW);
+    for (int64_t i = 0; i < b.m; ++i) pack_x_lines<Wt, 2 * kW>(b.x + i * b.ldx, k0, k1, panel + i * ld * kW);
+    return;
+  }
   const bool contiguous = map.seg % kW == 0 && (c0 + chunks) * kW <= map.cols;
   for (int64_t i = 0; i < b.m; ++i) {
     const float* row = b.x + i * b.ldx;
@@ -174,19 +217,26 @@ template <class Isa, class Wt>
 void prefill_typed(const WeightMatrix& w, const MatmulBlock& b) {
   constexpr int kW = Isa::kWidth, MR = Isa::kPrefillMR, NR = Isa::kPrefillNR;
   constexpr int64_t KC = Isa::kPrefillChunks, kPanel = KC * kW;
+  static_assert(KC % 2 == 0, "k-blocks hold whole even/odd lines");
   const ChunkMap map(w.cols, Wt::kBlockScaled ? w.block_cols : w.cols, kW);
+  // Even/odd loaders: two chunks per line of 2 kW weights, the last line's both even if short.
+  const int64_t count = EvenOddLoader<Wt> ? 2 * ((w.cols + 2 * kW - 1) / (2 * kW)) : map.count;
   const int64_t nw = b.n1 - b.n0;
   thread_local Scratch scratch;
   float* wpanel = scratch.get(size_t((kPrefillWeightRows + kPrefillRows) * kPanel +
                                      kPrefillRows * kPrefillWeightRows * kW));
   float* xpanel = wpanel + kPrefillWeightRows * kPanel;
   float* acc = xpanel + kPrefillRows * kPanel;
-  for (int64_t c0 = 0; c0 < map.count; c0 += KC) {
-    const int64_t chunks = std::min(KC, map.count - c0);
-    pack_weights<Isa, Wt>(w, map, c0, chunks, b.n0, b.n1, wpanel, KC);
-    pack_x<Isa>(b, map, c0, chunks, xpanel, KC);
+  for (int64_t c0 = 0; c0 < count; c0 += KC) {
+    const int64_t chunks = std::min(KC, count - c0);
+    if constexpr (EvenOddLoader<Wt>) {
+      pack_weights_even_odd<Isa, Wt>(w, c0, chunks, b.n0, b.n1, wpanel, KC);
+    } else {
+      pack_weights<Isa, Wt>(w, map, c0, chunks, b.n0, b.n1, wpanel, KC);
+    }
+    pack_x<Isa, Wt>(b, map, c0, chunks, xpanel, KC);
     MicroArgs p{nullptr, kPanel, nullptr, kPanel, chunks, nullptr, kPrefillWeightRows,
-                c0 == 0, c0 + KC >= map.count, nullptr, b.ldy};
+                c0 == 0, c0 + KC >= count, nullptr, b.ldy};
     for (int64_t i = 0; i < b.m; i += MR) {
       p.x = xpanel + i * kPanel;
       for (int64_t j = 0; j < nw; j += NR) {

@@ -22,6 +22,7 @@
 #include <cstdint>
 
 #include "kernels/cpu/matmul_internal.h"
+#include "kernels/cpu/matmul_packed.h"
 
 namespace latentserve::kernels::cpu::detail {
 namespace {
@@ -62,8 +63,10 @@ inline void micro_tile(const WeightMatrix& w, const float* x, int64_t ldx, int64
   constexpr int kLineVecs = int(kLine / kW);
   // Whole lines pay while few rows of x share each weight vector; with more, the fmas dominate and
   // a line's worth of widened vectors crowds the accumulators out of registers (measured slower
-  // for FP8 at m = 8).
-  constexpr bool kWholeLines = LineLoader<Isa, Wt> && MR <= 4;
+  // for FP8 at m = 8). Even/odd loaders define the chunk order by lines, so they always use them.
+  constexpr bool kEvenOdd = EvenOddLoader<Wt>;
+  constexpr bool kWholeLines = LineLoader<Isa, Wt> && (MR <= 4 || kEvenOdd);
+  static_assert(!kEvenOdd || kLineVecs == 2, "an even/odd line is one vector of each");
   const int64_t cols = w.cols;
   const E* wr[NR];
   for (int j = 0; j < NR; ++j) wr[j] = static_cast<const E*>(w.data) + (n + j) * cols;
@@ -102,7 +105,20 @@ inline void micro_tile(const WeightMatrix& w, const float* x, int64_t ldx, int64
     // order as a vector-at-a-time loop, so the split changes no result.
     int64_t k = k0;
     for (; k + kLine <= k1; k += kLine) {
-      if constexpr (kWholeLines) {
+      if constexpr (kEvenOdd) {
+        // The odd halves are widened only after the even ones are used: holding both for NR
+        // rows spills accumulators at m = 8.
+        Vec wv[NR];
+        for (int j = 0; j < NR; ++j) {
+          if constexpr (Isa::kPrefetch) {
+            if (prefetch) Isa::prefetch(wr[j] + k + prefetch);
+          }
+          wv[j] = Wt::load_even(wr[j] + k);
+        }
+        step(k, wv, 1);
+        for (int j = 0; j < NR; ++j) wv[j] = Wt::load_odd(wr[j] + k);
+        step(k + kW, wv, 1);
+      } else if constexpr (kWholeLines) {
         Vec wv[NR * kLineVecs];  // [j][v]
         for (int j = 0; j < NR; ++j) {
           if constexpr (Isa::kPrefetch) {
@@ -125,27 +141,35 @@ inline void micro_tile(const WeightMatrix& w, const float* x, int64_t ldx, int64
         }
       }
     }
-    for (; k + kW <= k1; k += kW) {
-      Vec wv[NR];
-      for (int j = 0; j < NR; ++j) {
-        wv[j] = Wt::load(wr[j] + k);
-        if constexpr (Wt::kBlockScaled) wv[j] = Isa::mul(wv[j], scale[j]);
+    if constexpr (kEvenOdd) {
+      if (k < k1) {  // ragged end: a partial line against x's zero-padded packing
+        Vec wv[NR * kLineVecs];
+        for (int j = 0; j < NR; ++j) Wt::load_line_part(wr[j] + k, static_cast<int>(k1 - k), wv + j * kLineVecs);
+        for (int v = 0; v < kLineVecs; ++v) step(k + v * kW, wv + v, kLineVecs);
       }
-      for (int i = 0; i < MR; ++i) {
-        const Vec xv = Isa::in_register(Isa::load_x(xr[i] + k));
-        for (int j = 0; j < NR; ++j) acc[i][j] = Isa::fma(xv, wv[j], acc[i][j]);
+    } else {
+      for (; k + kW <= k1; k += kW) {
+        Vec wv[NR];
+        for (int j = 0; j < NR; ++j) {
+          wv[j] = Wt::load(wr[j] + k);
+          if constexpr (Wt::kBlockScaled) wv[j] = Isa::mul(wv[j], scale[j]);
+        }
+        for (int i = 0; i < MR; ++i) {
+          const Vec xv = Isa::in_register(Isa::load_x(xr[i] + k));
+          for (int j = 0; j < NR; ++j) acc[i][j] = Isa::fma(xv, wv[j], acc[i][j]);
+        }
       }
-    }
-    if (k < k1) {  // ragged end of the row or of a scale block: partial loads, zeros beyond
-      const int rest = static_cast<int>(k1 - k);
-      Vec wv[NR];
-      for (int j = 0; j < NR; ++j) {
-        wv[j] = Wt::load_part(wr[j] + k, rest);
-        if constexpr (Wt::kBlockScaled) wv[j] = Isa::mul(wv[j], scale[j]);
-      }
-      for (int i = 0; i < MR; ++i) {
-        const Vec xv = Isa::load_x_part(xr[i] + k, rest);
-        for (int j = 0; j < NR; ++j) acc[i][j] = Isa::fma(xv, wv[j], acc[i][j]);
+      if (k < k1) {  // ragged end of the row or of a scale block: partial loads, zeros beyond
+        const int rest = static_cast<int>(k1 - k);
+        Vec wv[NR];
+        for (int j = 0; j < NR; ++j) {
+          wv[j] = Wt::load_part(wr[j] + k, rest);
+          if constexpr (Wt::kBlockScaled) wv[j] = Isa::mul(wv[j], scale[j]);
+        }
+        for (int i = 0; i < MR; ++i) {
+          const Vec xv = Isa::load_x_part(xr[i] + k, rest);
+          for (int j = 0; j < NR; ++j) acc[i][j] = Isa::fma(xv, wv[j], acc[i][j]);
+        }
       }
     }
   }
@@ -186,6 +210,10 @@ int64_t decode_k_block(const WeightMatrix& w, int64_t m) {
   constexpr int kW = Isa::kWidth;
   if (m * w.cols * int64_t(sizeof(float)) <= kDecodeWholeRowBytes) return w.cols;
   int64_t kb = std::max<int64_t>(kW, kDecodeXBytes / int64_t(sizeof(float)) / m / kW * kW);
+  if constexpr (EvenOddLoader<Wt>) {  // whole lines, the unit of the chunk order
+    constexpr int64_t kLine = line_elems<Isa, Wt>();
+    kb = std::max<int64_t>(kLine, kb / kLine * kLine);
+  }
   if constexpr (Wt::kBlockScaled) kb = std::max<int64_t>(1, kb / w.block_cols) * w.block_cols;
   return kb;
 }
@@ -229,14 +257,30 @@ void decode_rows(const WeightMatrix& w, const MatmulBlock& b) {
   }
 }
 
+// Even/odd loaders read x in their own order: each thread packs all of x once per call (m × k
+// floats, small next to the weights it streams) and the micro tiles read the packed copy.
+template <class Isa, class Wt>
+void decode_loader(const WeightMatrix& w, const MatmulBlock& b) {
+  if constexpr (EvenOddLoader<Wt>) {
+    constexpr int64_t kLine = line_elems<Isa, Wt>();
+    const int64_t ld = (w.cols + kLine - 1) / kLine * kLine;
+    thread_local Scratch scratch;
+    float* packed = scratch.get(size_t(b.m * ld));
+    for (int64_t i = 0; i < b.m; ++i) pack_x_lines<Wt, kLine>(b.x + i * b.ldx, 0, w.cols, packed + i * ld);
+    decode_rows<Isa, Wt, kDecodeRows>(w, MatmulBlock{packed, ld, b.m, b.n0, b.n1, b.y, b.ldy});
+  } else {
+    decode_rows<Isa, Wt, kDecodeRows>(w, b);
+  }
+}
+
 // Chooses the loader for w.dtype; `Loader` maps each dtype to its loader type.
 template <class Isa, template <DType> class Loader>
 void decode_dispatch(const WeightMatrix& w, const MatmulBlock& b) {
   switch (w.dtype) {
-    case DType::F32: return decode_rows<Isa, Loader<DType::F32>, kDecodeRows>(w, b);
-    case DType::BF16: return decode_rows<Isa, Loader<DType::BF16>, kDecodeRows>(w, b);
-    case DType::F16: return decode_rows<Isa, Loader<DType::F16>, kDecodeRows>(w, b);
-    case DType::F8_E4M3: return decode_rows<Isa, Loader<DType::F8_E4M3>, kDecodeRows>(w, b);
+    case DType::F32: return decode_loader<Isa, Loader<DType::F32>>(w, b);
+    case DType::BF16: return decode_loader<Isa, Loader<DType::BF16>>(w, b);
+    case DType::F16: return decode_loader<Isa, Loader<DType::F16>>(w, b);
+    case DType::F8_E4M3: return decode_loader<Isa, Loader<DType::F8_E4M3>>(w, b);
     default: return;  // matmul() rejects other dtypes before any block runs
   }
 }

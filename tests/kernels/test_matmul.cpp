@@ -265,7 +265,7 @@ TEST_CASE("decode streams whole rows for small x and k-blocks for large x, same 
     OwnedWeights medium(dtype, 29, 5000, 16, 144);
     for (int64_t m : {1, 6, 7, 8}) check_matmul(medium.w, m);
     OwnedWeights wide(dtype, 13, 33000 + 7, 16, 144);
-    for (int64_t m : {1, 2, 8}) check_matmul(wide.w, m);
+    for (int64_t m : {1, 2, 5, 8}) check_matmul(wide.w, m);  // m = 5: a k-block of 816 → 800
   }
 }
 
@@ -310,6 +310,32 @@ TEST_CASE("FP8 NaN codes inside whole cache lines and in ragged ends reach the o
       for (int64_t i = 0; i < m; ++i)
         for (int64_t n = 0; n < rows; ++n) wrong += std::isnan(y[size_t(i * rows + n)]) != (n == 2 || n == 5 || n == 9);
       CHECK(wrong == 0);
+    }
+  }
+}
+
+TEST_CASE("BF16 rows of every length modulo a 32-element line, decode and prefill alike", "[matmul]") {
+  // The AVX-512 BF16 path reads weights a 64-byte line at a time (even and odd elements) and pads
+  // x to whole lines: every ragged end from 1 to 31 elements, against the reference and between the
+  // decode (m ≤ 16) and prefill (m = 17) loops.
+  for (int64_t tail = 0; tail < 32; ++tail) {
+    const int64_t rows = 13, cols = 3 * 32 + tail;
+    OwnedWeights weights(DType::BF16, rows, cols);
+    for (int64_t m : {1, 5, 8}) check_matmul(weights.w, m);
+    const int64_t m = 17;
+    std::vector<float> x(size_t(m * cols));
+    for (float& v : x) v = uniform(-2.0f, 2.0f);
+    for (CpuIsa isa : supported_isas()) {
+      IsaOverride force(isa);
+      INFO("isa " << isa_name(isa) << " cols " << cols);
+      std::vector<float> batched(size_t(m * rows)), alone(static_cast<size_t>(rows));
+      matmul(x.data(), m, weights.w, batched.data());
+      int differing = 0;
+      for (int64_t i = 0; i < m; ++i) {
+        matmul(x.data() + i * cols, 1, weights.w, alone.data());
+        differing += std::memcmp(alone.data(), batched.data() + i * rows, sizeof(float) * size_t(rows)) != 0;
+      }
+      CHECK(differing == 0);
     }
   }
 }
