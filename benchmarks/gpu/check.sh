@@ -133,7 +133,8 @@ echo "built tests_cuda ${benches[*]} ${engine_benches[*]} [$(elapsed)]"
 
 echo "== GPU tests [$(elapsed)]"
 timeout 240 "$build/tests/tests_cuda" 2>&1 | tee "$logs/tests_cuda.log"
-note_exit "GPU tests (tests_cuda)" "${PIPESTATUS[0]}"
+tests_status=${PIPESTATUS[0]}
+note_exit "GPU tests (tests_cuda)" "$tests_status"
 
 echo "== ceilings [$(elapsed)]"
 ceilings="$build/gpu-ceilings.txt"
@@ -159,6 +160,10 @@ done
 # the temp folder) and read the ceilings above for their roofline; their key rows start with
 # "| MTP ", "| offline " or "| engine overhead ".
 engine_model=(--device cuda --num-layers "${LATENTSERVE_ENGINE_LAYERS:-17}" --fp8 1)
+if [ "$tests_status" = 77 ]; then  # tests_cuda found no GPU: --device cuda would only refuse
+  note bench_engine_speculative "SKIPPED: no GPU"
+  note bench_engine_offline_throughput "SKIPPED: no GPU"
+else
 echo "== bench_engine_speculative [$(elapsed)]"
 timeout 180 "$build/benchmarks/bench_engine_speculative" "${engine_model[@]}" --batches 1,8,64,256 --k 1 \
   --tokens 16 --prompt-len 4 --anatomy 3 2>&1 | tee "$logs/engine_speculative.log"
@@ -167,6 +172,7 @@ echo "== bench_engine_offline_throughput [$(elapsed)]"
 timeout 90 "$build/benchmarks/bench_engine_offline_throughput" "${engine_model[@]}" --requests 256 \
   --prompt-len 8 --max-tokens 16 --sequential 8 2>&1 | tee "$logs/engine_offline_throughput.log"
 note_exit bench_engine_offline_throughput "${PIPESTATUS[0]}"
+fi
 
 {
   echo
