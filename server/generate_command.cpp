@@ -153,13 +153,15 @@ int generate_command(const std::vector<std::string>& args) {
   };
   auto config = engine_config_from(*parsed);
   if (!config.ok()) return fail(config.error().message, 2);
+  auto model_options = model_options_from(*parsed);
+  if (!model_options.ok()) return fail(model_options.error().message, 2);
   const std::string input_path = *parsed->get("input");
   std::ifstream input(input_path);
   if (!input) return fail("cannot open " + input_path);
 
   auto model_dir = resolve_model_dir(parsed->get("model"));
   if (!model_dir.ok()) return fail(model_dir.error().message);
-  auto model = models::deepseek_v3::Model::load(*model_dir);
+  auto model = models::deepseek_v3::Model::load(*model_dir, *model_options);
   if (!model.ok()) return fail(model.error().message);
   std::shared_ptr<const engine::text::TextProcessor> text;
   if (std::filesystem::exists(*model_dir + "/tokenizer.json")) {

@@ -57,6 +57,7 @@ struct ServeSettings {
   int64_t max_queued_requests = 1024;
   double shutdown_timeout_s = 30;
   engine::EngineConfig engine;
+  models::deepseek_v3::ModelOptions model_options;
 };
 
 Result<uint16_t> port_option(const ParsedOptions& options, const char* name, int64_t fallback) {
@@ -68,6 +69,7 @@ Result<uint16_t> port_option(const ParsedOptions& options, const char* name, int
 Result<ServeSettings> settings_from(const ParsedOptions& options) {
   ServeSettings s;
   LS_ASSIGN_OR_RETURN(s.engine, engine_config_from(options));
+  LS_ASSIGN_OR_RETURN(s.model_options, model_options_from(options));
   s.model = options.get("model");
   s.served_name = options.get_or("served-model-name", default_served_model_name(s.model));
   if (s.served_name.empty()) return make_error("--served-model-name must not be empty");
@@ -109,7 +111,7 @@ struct LoadedModel {
 Result<LoadedModel> load_model(ServeSettings& settings) {
   LoadedModel loaded;
   LS_ASSIGN_OR_RETURN(std::string dir, resolve_model_dir(settings.model));
-  LS_ASSIGN_OR_RETURN(loaded.model, models::deepseek_v3::Model::load(dir));
+  LS_ASSIGN_OR_RETURN(loaded.model, models::deepseek_v3::Model::load(dir, settings.model_options));
   if (std::filesystem::exists(dir + "/tokenizer.json")) {
     LS_ASSIGN_OR_RETURN(loaded.text, engine::text::TextProcessor::load(dir));
     settings.engine.decoder_factory = loaded.text->decoder_factory();
