@@ -1,6 +1,5 @@
 #include "server/engine_options.h"
 
-#include "engine/device_executor.h"
 
 namespace latentserve::server {
 
@@ -17,10 +16,10 @@ std::vector<OptionSpec> engine_option_specs() {
       {"no-prefix-cache", false, "do not reuse cached prompt prefixes"},
       {"speculative", true, "speculative decoding method: mtp (drafts from the checkpoint's MTP layer)"},
       {"num-speculative-tokens", true, "drafts per sequence and step with --speculative (default 1)"},
-      {"no-mmap", false, "copy the weights into memory, on 2 MiB huge pages where the kernel allows (the "
-                         "default on the CPU, whose decode reads them faster); costs RAM equal to the "
-                         "checkpoint's size"},
-      {"mmap", false, "map the checkpoint files instead of copying them (the default on a GPU)"},
+      {"no-mmap", false, "copy the weights into memory, on 2 MiB huge pages where the kernel allows "
+                         "(CPU decode reads them a little faster); costs RAM equal to the checkpoint's "
+                         "size and a whole read at start"},
+      {"mmap", false, "map the checkpoint files (the default)"},
   };
 }
 
@@ -62,21 +61,13 @@ Result<engine::EngineConfig> engine_config_from(const ParsedOptions& options) {
   return config;
 }
 
-// The CPU forward pass streams the weights from host memory, where huge pages read faster
-// (benchmarks/RESULTS.md, weight loading); a GPU reads its own copy, so a host copy would only
-// cost RAM.
+// Mapped files by default, as llama.cpp does: start-up reads only what is touched and the pages
+// are shared with the page cache. A copy on huge pages made CPU decode only about 5% faster
+// (benchmarks/RESULTS.md, weight loading), too little to double the memory by default.
 Result<models::deepseek_v3::ModelOptions> model_options_from(const ParsedOptions& options) {
   if (options.has("mmap") && options.has("no-mmap")) return make_error("--mmap and --no-mmap contradict each other");
   models::deepseek_v3::ModelOptions model;
-  if (options.has("mmap") || options.has("no-mmap")) {
-    model.weight_load = options.has("no-mmap") ? models::WeightLoad::kCopy : models::WeightLoad::kMmap;
-    return model;
-  }
-  using models::deepseek_v3::Device;
-  auto device = models::deepseek_v3::parse_device(options.get_or("device", "auto"));
-  if (!device.ok()) return device.error().with_context("--device");
-  const bool on_gpu = *device == Device::kCuda || (*device == Device::kAuto && engine::cuda_device_present());
-  model.weight_load = on_gpu ? models::WeightLoad::kMmap : models::WeightLoad::kCopy;
+  model.weight_load = options.has("no-mmap") ? models::WeightLoad::kCopy : models::WeightLoad::kMmap;
   return model;
 }
 
