@@ -20,10 +20,12 @@
 namespace latentserve::bench {
 
 // Loads `dir`, or (when empty) the lite preset with `num_layers` (0: the preset's) and optional
-// FP8 weights, making it first if absent; `dir` is set to the folder used. Prints what went wrong
-// and returns null on failure.
+// FP8 weights, making it first if absent; `dir` is set to the folder used. `copy_weights`: read
+// the weights onto huge pages instead of mapping the files (the server's --no-mmap). Prints what
+// went wrong and returns null on failure.
 inline std::unique_ptr<models::deepseek_v3::Model> load_bench_model(std::string& dir, int num_layers = 0,
-                                                                   bool fp8 = false) {
+                                                                   bool fp8 = false,
+                                                                   bool copy_weights = false) {
   if (dir.empty()) {
     std::string name = "latentserve-bench-lite";
     if (num_layers > 0) name += "-" + std::to_string(num_layers) + "l";
@@ -42,7 +44,9 @@ inline std::unique_ptr<models::deepseek_v3::Model> load_bench_model(std::string&
       }
     }
   }
-  auto model = models::deepseek_v3::Model::load(dir);
+  models::deepseek_v3::ModelOptions options;
+  options.weight_load = copy_weights ? models::WeightLoad::kCopy : models::WeightLoad::kMmap;
+  auto model = models::deepseek_v3::Model::load(dir, options);
   if (!model.ok()) {
     std::fprintf(stderr, "%s: %s\n", dir.c_str(), model.error().message.c_str());
     return nullptr;

@@ -7,7 +7,7 @@
 // "| metric | measured | reference | ratio | target |" rows for benchmarks/gpu/check.sh. The two
 // runs' engines share one executor, made once (the weights go to the device once).
 //
-//   bench_engine_offline_throughput [--model DIR | --num-layers N --fp8 1] [--device cpu|cuda|auto]
+//   bench_engine_offline_throughput [--model DIR | --num-layers N --fp8 1] [--no-mmap 1] [--device cpu|cuda|auto]
 //                                   [--requests 256] [--prompt-len 8] [--max-tokens 8]
 //                                   [--sequential 16] [--warmup N]
 //
@@ -38,6 +38,7 @@ struct Options {
   std::string model;
   int num_layers = 0;  // 0: the preset's
   bool fp8 = false;
+  bool no_mmap = false;  // --no-mmap 1: weights copied onto huge pages
   int requests = 256;
   int prompt_len = 8;
   int max_tokens = 8;
@@ -54,6 +55,7 @@ Options parse(int argc, char** argv) {
     if (k == "--model") o.model = v;
     else if (k == "--num-layers") o.num_layers = std::atoi(v);
     else if (k == "--fp8") o.fp8 = std::atoi(v) != 0;
+    else if (k == "--no-mmap") o.no_mmap = std::atoi(v) != 0;
     else if (k == "--requests") o.requests = std::atoi(v);
     else if (k == "--prompt-len") o.prompt_len = std::atoi(v);
     else if (k == "--max-tokens") o.max_tokens = std::atoi(v);
@@ -144,7 +146,7 @@ void report(const char* name, const RunResult& r) {
 
 int main(int argc, char** argv) {
   Options o = parse(argc, argv);
-  auto model = latentserve::bench::load_bench_model(o.model, o.num_layers, o.fp8);
+  auto model = latentserve::bench::load_bench_model(o.model, o.num_layers, o.fp8, o.no_mmap);
   if (!model) return 1;
   std::mt19937 rng(1);
   const std::vector<engine::Request> requests =

@@ -18,7 +18,7 @@
 // the engine's own work), and the key ratios as "| metric | measured | reference | ratio | target |"
 // rows, which check.sh copies into its final table.
 //
-//   bench_engine_speculative [--model DIR | --num-layers N --fp8 1] [--device cpu|cuda|auto]
+//   bench_engine_speculative [--model DIR | --num-layers N --fp8 1] [--no-mmap 1] [--device cpu|cuda|auto]
 //                            [--tokens 16] [--prompt-len 4] [--k 1] [--batches 1,8,64]
 //                            [--anatomy 5] [--warmup N]
 #include <chrono>
@@ -48,6 +48,7 @@ struct Options {
   std::string model;
   int num_layers = 0;  // 0: the preset's
   bool fp8 = false;
+  bool no_mmap = false;  // --no-mmap 1: weights copied onto huge pages
   int tokens = 16;
   int prompt_len = 4;
   int k = 1;
@@ -65,6 +66,7 @@ Options parse(int argc, char** argv) {
     if (key == "--model") o.model = v;
     else if (key == "--num-layers") o.num_layers = std::atoi(v);
     else if (key == "--fp8") o.fp8 = std::atoi(v) != 0;
+    else if (key == "--no-mmap") o.no_mmap = std::atoi(v) != 0;
     else if (key == "--tokens") o.tokens = std::atoi(v);
     else if (key == "--prompt-len") o.prompt_len = std::atoi(v);
     else if (key == "--k") o.k = std::atoi(v);
@@ -588,7 +590,7 @@ void print_key_rows(const std::vector<BatchRuns>& batches, const std::vector<std
 
 int main(int argc, char** argv) {
   Options o = parse(argc, argv);
-  auto model = latentserve::bench::load_bench_model(o.model, o.num_layers, o.fp8);
+  auto model = latentserve::bench::load_bench_model(o.model, o.num_layers, o.fp8, o.no_mmap);
   if (!model) return 1;
   const bool cuda = o.device == Device::kCuda;
   const int64_t vocab = model->config().vocab_size;
