@@ -8,6 +8,9 @@
 // increasing k order, then one horizontal sum of fixed shape. Chunks are kWidth-long runs of k;
 // FP8 rows restart them at every scale block (ChunkMap in matmul_packed.h), the ragged last chunk
 // of a run is zero-padded, and FP8 weights are multiplied by their block scale before the fma.
+// Loaders with kEvenOdd (BF16 on AVX-512) instead take 2·kWidth-long lines of k: lane l adds
+// x[k + 2l]·W[n, k + 2l], then x[k + 2l + 1]·W[n, k + 2l + 1], line after line, the last one
+// zero-padded; this saves widening work, and both the decode and prefill loops follow it.
 // Tiling, packing, threading and the decode/prefill switch change only which thread computes an
 // element and when, never this order.
 #pragma once

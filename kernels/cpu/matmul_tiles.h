@@ -6,7 +6,9 @@
 // contiguous along k, so each step loads MR vectors of x and NR vectors of W (widened to FP32) and
 // does MR×NR fmas into MR×NR vector accumulators, reduced horizontally once at the end. Decode runs
 // one micro tile with all m ≤ 8 rows of x: every weight element is read from memory and widened
-// exactly once, x (m × k floats) stays in L1/L2, and W streams through at memory speed.
+// exactly once, x (m × k floats) stays in L1/L2, and W streams through at memory speed. Even/odd
+// loaders (BF16 on AVX-512) split each weight line into its even and odd elements and read x from
+// a copy packed in that order, one per thread per call.
 //
 // FP8 weights: the block scale is folded into the converted weight vector (one multiply per weight
 // vector, shared by MR rows of x), so accumulators run across scale blocks without extra registers.
