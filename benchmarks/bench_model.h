@@ -4,6 +4,7 @@
 #pragma once
 
 #include <cstdio>
+#include <cstdlib>
 #include <filesystem>
 #include <memory>
 #include <optional>
@@ -67,6 +68,39 @@ inline std::optional<models::deepseek_v3::Device> parse_bench_device(const std::
   }
   return *d;
 }
+
+// The options both engine benchmarks share: which model, how its weights are loaded, where it
+// runs and how many warm-up tokens each batch gets before it is timed.
+struct ModelRunOptions {
+  std::string model;     // --model DIR; empty: the lite preset (made on first use)
+  int num_layers = 0;    // --num-layers N for the preset (0: the preset's)
+  bool fp8 = false;      // --fp8 1: the preset with FP8 weights
+  bool no_mmap = false;  // --no-mmap 1: weights copied onto huge pages
+  int warmup = -1;       // --warmup N; -1: 2 on CUDA (graph capture, GEMM plans), 0 on the CPU
+  models::deepseek_v3::Device device = models::deepseek_v3::Device::kCpu;  // --device; auto resolved
+
+  // Takes `key value` when the key is one of the options above (exiting with 2 on a bad device);
+  // false for any other key.
+  bool parse_option(const std::string& key, const char* value) {
+    if (key == "--model") model = value;
+    else if (key == "--num-layers") num_layers = std::atoi(value);
+    else if (key == "--fp8") fp8 = std::atoi(value) != 0;
+    else if (key == "--no-mmap") no_mmap = std::atoi(value) != 0;
+    else if (key == "--warmup") warmup = std::atoi(value);
+    else if (key == "--device") {
+      const auto d = parse_bench_device(value);
+      if (!d) std::exit(2);
+      device = *d;
+    } else {
+      return false;
+    }
+    return true;
+  }
+  // After parsing: the warm-up default for the device.
+  void finish() {
+    if (warmup < 0) warmup = device == models::deepseek_v3::Device::kCuda ? 2 : 0;
+  }
+};
 
 // `count` greedy requests of `prompt_len` random tokens each, generating exactly `max_tokens`.
 inline std::vector<engine::Request> random_requests(int count, int prompt_len, int max_tokens, int64_t vocab,

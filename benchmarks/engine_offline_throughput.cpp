@@ -34,17 +34,11 @@ namespace {
 
 using models::deepseek_v3::Device;
 
-struct Options {
-  std::string model;
-  int num_layers = 0;  // 0: the preset's
-  bool fp8 = false;
-  bool no_mmap = false;  // --no-mmap 1: weights copied onto huge pages
+struct Options : bench::ModelRunOptions {
   int requests = 256;
   int prompt_len = 8;
   int max_tokens = 8;
   int sequential = 16;
-  int warmup = -1;  // -1: 2 on CUDA, 0 on the CPU
-  Device device = Device::kCpu;  // auto is resolved by parse()
 };
 
 Options parse(int argc, char** argv) {
@@ -52,25 +46,17 @@ Options parse(int argc, char** argv) {
   for (int i = 1; i + 1 < argc; i += 2) {
     const std::string k = argv[i];
     const char* v = argv[i + 1];
-    if (k == "--model") o.model = v;
-    else if (k == "--num-layers") o.num_layers = std::atoi(v);
-    else if (k == "--fp8") o.fp8 = std::atoi(v) != 0;
-    else if (k == "--no-mmap") o.no_mmap = std::atoi(v) != 0;
-    else if (k == "--requests") o.requests = std::atoi(v);
+    if (o.parse_option(k, v)) continue;
+    if (k == "--requests") o.requests = std::atoi(v);
     else if (k == "--prompt-len") o.prompt_len = std::atoi(v);
     else if (k == "--max-tokens") o.max_tokens = std::atoi(v);
     else if (k == "--sequential") o.sequential = std::atoi(v);
-    else if (k == "--warmup") o.warmup = std::atoi(v);
-    else if (k == "--device") {
-      const auto d = bench::parse_bench_device(v);
-      if (!d) std::exit(2);
-      o.device = *d;
-    } else {
+    else {
       std::fprintf(stderr, "unknown option %s\n", k.c_str());
       std::exit(2);
     }
   }
-  if (o.warmup < 0) o.warmup = o.device == Device::kCuda ? 2 : 0;
+  o.finish();
   return o;
 }
 

@@ -44,17 +44,11 @@ namespace {
 
 using models::deepseek_v3::Device;
 
-struct Options {
-  std::string model;
-  int num_layers = 0;  // 0: the preset's
-  bool fp8 = false;
-  bool no_mmap = false;  // --no-mmap 1: weights copied onto huge pages
+struct Options : bench::ModelRunOptions {
   int tokens = 16;
   int prompt_len = 4;
   int k = 1;
   int anatomy = 5;  // direct-call repeats for the batch-1 step anatomy (0: none)
-  int warmup = -1;  // warm-up tokens per batch in each engine (-1: 2 on CUDA, 0 on the CPU)
-  Device device = Device::kCpu;  // auto is resolved by parse()
   std::vector<int> batches = {1, 8, 64};
 };
 
@@ -63,20 +57,11 @@ Options parse(int argc, char** argv) {
   for (int i = 1; i + 1 < argc; i += 2) {
     const std::string key = argv[i];
     const char* v = argv[i + 1];
-    if (key == "--model") o.model = v;
-    else if (key == "--num-layers") o.num_layers = std::atoi(v);
-    else if (key == "--fp8") o.fp8 = std::atoi(v) != 0;
-    else if (key == "--no-mmap") o.no_mmap = std::atoi(v) != 0;
-    else if (key == "--tokens") o.tokens = std::atoi(v);
+    if (o.parse_option(key, v)) continue;
+    if (key == "--tokens") o.tokens = std::atoi(v);
     else if (key == "--prompt-len") o.prompt_len = std::atoi(v);
     else if (key == "--k") o.k = std::atoi(v);
     else if (key == "--anatomy") o.anatomy = std::atoi(v);
-    else if (key == "--warmup") o.warmup = std::atoi(v);
-    else if (key == "--device") {
-      const auto d = bench::parse_bench_device(v);
-      if (!d) std::exit(2);
-      o.device = *d;
-    }
     else if (key == "--batches") {
       o.batches.clear();
       std::stringstream ss(v);
@@ -86,7 +71,7 @@ Options parse(int argc, char** argv) {
       std::exit(2);
     }
   }
-  if (o.warmup < 0) o.warmup = o.device == Device::kCuda ? 2 : 0;
+  o.finish();
   return o;
 }
 
