@@ -54,7 +54,8 @@ concept LineLoader = requires(const typename Wt::Elem* p, typename Isa::Vec* out
 
 // MR rows of x against weight rows [n, n + NR) over k in [ka, kb). For FP8, ka is a multiple of
 // block_cols; otherwise ka is a multiple of kWidth and only the row's end may be ragged.
-// prefetch: how many elements ahead along each weight row to prefetch (0 for none).
+// prefetch: offset in elements from each weight element read to the one to prefetch beside it
+// (0 for none); decode_typed points it at the weights its walk reads next.
 template <class Isa, class Wt, int MR, int NR>
 inline void micro_tile(const WeightMatrix& w, const float* x, int64_t ldx, int64_t n, int64_t ka,
                        int64_t kb, int64_t prefetch, TileState st, float* y, int64_t ldy) {
@@ -75,6 +76,11 @@ inline void micro_tile(const WeightMatrix& w, const float* x, int64_t ldx, int64
   const float* xr[MR];
   for (int i = 0; i < MR; ++i) xr[i] = x + i * ldx;
 
+  // The prefetch target may lie outside the matrix (the walk's next rows at the slab's edge): the
+  // address is formed as an integer, and a prefetch never faults.
+  auto prefetch_ahead = [prefetch](const E* p) __attribute__((always_inline)) {
+    Isa::prefetch(reinterpret_cast<const void*>(reinterpret_cast<uintptr_t>(p) + uintptr_t(prefetch * int64_t(sizeof(E)))));
+  };
   Vec acc[MR][NR];
 #pragma GCC unroll 8
   for (int i = 0; i < MR; ++i)
@@ -109,13 +115,11 @@ inline void micro_tile(const WeightMatrix& w, const float* x, int64_t ldx, int64
     for (; k + kLine <= k1; k += kLine) {
       if constexpr (kEvenOdd) {
         // The odd halves are widened only after the even ones are used: holding both for NR
-        // rows spills accumulators at m = 8. Up to m = 4 each line is prefetched twice, as the
-        // vector-at-a-time loop does: k-blocked m = 4 measured 24 GB/s so against 20 with one.
+        // rows spills accumulators at m = 8.
         Vec wv[NR];
         for (int j = 0; j < NR; ++j) {
           if constexpr (Isa::kPrefetch) {
-            if (prefetch) Isa::prefetch(wr[j] + k + prefetch);
-            if (MR <= 4 && prefetch) Isa::prefetch(wr[j] + k + prefetch + kW);
+            if (prefetch) prefetch_ahead(wr[j] + k);
           }
           wv[j] = Wt::load_even(wr[j] + k);
         }
@@ -126,7 +130,7 @@ inline void micro_tile(const WeightMatrix& w, const float* x, int64_t ldx, int64
         Vec wv[NR * kLineVecs];  // [j][v]
         for (int j = 0; j < NR; ++j) {
           if constexpr (Isa::kPrefetch) {
-            if (prefetch) Isa::prefetch(wr[j] + k + prefetch);
+            if (prefetch) prefetch_ahead(wr[j] + k);
           }
           poisoned[j] |= Wt::load_line(wr[j] + k, wv + j * kLineVecs);
         }
@@ -137,7 +141,7 @@ inline void micro_tile(const WeightMatrix& w, const float* x, int64_t ldx, int64
           for (int j = 0; j < NR; ++j) {
             // Every vector, though one per line would do: measured faster for k-blocked decode.
             if constexpr (Isa::kPrefetch) {
-              if (prefetch) Isa::prefetch(wr[j] + k + v * kW + prefetch);
+              if (prefetch) prefetch_ahead(wr[j] + k + v * kW);
             }
             wv[j] = Wt::load(wr[j] + k + v * kW);
           }
@@ -197,58 +201,51 @@ inline void micro_tile(const WeightMatrix& w, const float* x, int64_t ldx, int64
 // the m × NR accumulators fit the register file), so W streams from memory exactly once and each
 // weight vector is widened once for m fmas.
 //
-// While x (m × k floats) fits kDecodeWholeRowBytes, micro tiles run over whole weight rows: NR long
-// sequential streams per thread, each prefetched kDecodePrefetchBytes ahead (the hardware
-// prefetcher alone stalls at every 4 KiB page), with x read from L2. Larger x would be re-read from
-// L2 for every NR weight rows and the x loads would compete with the weight stream; instead a group
-// of kDecodeGroup weight rows advances together one k-block at a time (x's block stays in L1,
-// accumulators park in a small buffer), and each row is prefetched a k-block ahead since it is
-// read in bursts rather than one long run.
-constexpr int64_t kDecodeGroup = 12;
-constexpr int64_t kDecodeXBytes = 16 * 1024;
-constexpr int64_t kDecodeWholeRowBytes = 128 * 1024;
-constexpr int64_t kDecodePrefetchBytes = 2048;
+// A group of kDecodeGroup weight rows advances together one k-block of kDecodeKBlock columns at a
+// time: x's block (at most 16 KiB at m = 8) stays in L1 for every micro tile of the group, and the
+// accumulators park in a small buffer between blocks. Long whole-row streams would instead re-read
+// x from L2 beside the weight stream (measured 10-20 % slower at m = 2..8, and no faster at m = 1).
+// Each micro tile prefetches, line for line, the weights the walk reads next: the next micro tile's
+// rows at the same k, or after the group's last tile the first tile's rows one k-block on (then
+// the next group's first k-block). Prefetching a row's own next k-block instead, which is read only
+// after the rest of the group, measured 10-15 % slower at m = 2..8.
+constexpr int64_t kDecodeGroup = 24;
+constexpr int64_t kDecodeKBlock = 512;
 
 template <class Isa, class Wt>
-int64_t decode_k_block(const WeightMatrix& w, int64_t m) {
-  constexpr int kW = Isa::kWidth;
-  if (m * w.cols * int64_t(sizeof(float)) <= kDecodeWholeRowBytes) return w.cols;
-  int64_t kb = std::max<int64_t>(kW, kDecodeXBytes / int64_t(sizeof(float)) / m / kW * kW);
-  if constexpr (EvenOddLoader<Wt>) {  // whole lines, the unit of the chunk order
-    constexpr int64_t kLine = line_elems<Isa, Wt>();
-    kb = std::max<int64_t>(kLine, kb / kLine * kLine);
-  }
+int64_t decode_k_block(const WeightMatrix& w) {
+  int64_t kb = kDecodeKBlock;  // a multiple of every line length (32 BF16, 64 FP8)
   if constexpr (Wt::kBlockScaled) kb = std::max<int64_t>(1, kb / w.block_cols) * w.block_cols;
-  return kb;
+  return std::min(kb, w.cols);
 }
 
 template <class Isa, class Wt, int MR>
 void decode_typed(const WeightMatrix& w, const MatmulBlock& b) {
   constexpr int NR = Isa::decode_weight_rows(MR);
   constexpr int kW = Isa::kWidth;
-  static_assert(kDecodeGroup % NR == 0, "a k-blocked group holds whole micro tiles");
+  static_assert(kDecodeGroup % NR == 0, "a group holds whole micro tiles");
   alignas(64) float acc[kDecodeGroup * MR * kW];
-  const int64_t kblock = decode_k_block<Isa, Wt>(w, MR);
-  if (kblock >= w.cols) {  // whole rows
-    const int64_t prefetch = kDecodePrefetchBytes / int64_t(sizeof(typename Wt::Elem));
-    int64_t n = b.n0;
-    for (; n + NR <= b.n1; n += NR)
-      micro_tile<Isa, Wt, MR, NR>(w, b.x, b.ldx, n, 0, w.cols, prefetch, {acc, true, true}, b.y, b.ldy);
-    for (; n < b.n1; ++n)
-      micro_tile<Isa, Wt, MR, 1>(w, b.x, b.ldx, n, 0, w.cols, prefetch, {acc, true, true}, b.y, b.ldy);
-    return;
-  }
+  const int64_t kblock = decode_k_block<Isa, Wt>(w);
+  const int64_t cols = w.cols;
   for (int64_t g = b.n0; g < b.n1; g += kDecodeGroup) {
     const int64_t g1 = std::min(b.n1, g + kDecodeGroup);
-    for (int64_t ka = 0; ka < w.cols; ka += kblock) {
-      const int64_t kb = std::min(w.cols, ka + kblock);
-      const bool first = ka == 0, last = kb == w.cols;
+    for (int64_t ka = 0; ka < cols; ka += kblock) {
+      const int64_t kb = std::min(cols, ka + kblock);
+      const bool first = ka == 0, last = kb == cols;
+      // Where the walk goes after the group's last tile, as an offset from row g at column ka;
+      // 0 (no prefetch) at the end of the thread's slab.
+      const int64_t wrap = !last ? kblock : g1 < b.n1 ? (g1 - g) * cols - ka : 0;
+      // The offset micro_tile prefetches at for the tile that starts at row n and is `rows` tall.
+      auto next = [&](int64_t n, int64_t rows) {
+        if (n + rows < g1) return rows * cols;
+        return wrap == 0 ? int64_t(0) : wrap - (n - g) * cols;
+      };
       int64_t n = g;
       float* a = acc;
       for (; n + NR <= g1; n += NR, a += MR * NR * kW)
-        micro_tile<Isa, Wt, MR, NR>(w, b.x, b.ldx, n, ka, kb, kblock, {a, first, last}, b.y, b.ldy);
+        micro_tile<Isa, Wt, MR, NR>(w, b.x, b.ldx, n, ka, kb, next(n, NR), {a, first, last}, b.y, b.ldy);
       for (; n < g1; ++n, a += MR * kW)
-        micro_tile<Isa, Wt, MR, 1>(w, b.x, b.ldx, n, ka, kb, kblock, {a, first, last}, b.y, b.ldy);
+        micro_tile<Isa, Wt, MR, 1>(w, b.x, b.ldx, n, ka, kb, next(n, 1), {a, first, last}, b.y, b.ldy);
     }
   }
 }

@@ -258,20 +258,21 @@ TEST_CASE("matmul is batch invariant: a row's result is the same bits alone or b
   }
 }
 
-TEST_CASE("decode streams whole rows for small x and k-blocks for large x, same results", "[matmul]") {
-  // x rows of up to 128 KiB stream whole weight rows; beyond that the decode loop walks k-blocks.
-  // 5000 columns switch between the two at m = 7; 33000 columns k-block even at m = 1.
+TEST_CASE("decode walks k-blocks across groups of weight rows, ragged ends included", "[matmul]") {
+  // Decode advances groups of 24 weight rows one k-block (512 columns; 432 for FP8 blocks of 144)
+  // at a time. 5000 columns end in a partial k-block; 29 and 13 rows end in a partial group whose
+  // last rows are single-row tiles; 33007 columns run 65 k-blocks.
   for (DType dtype : {DType::F32, DType::BF16, DType::F8_E4M3}) {
     OwnedWeights medium(dtype, 29, 5000, 16, 144);
     for (int64_t m : {1, 6, 7, 8}) check_matmul(medium.w, m);
     OwnedWeights wide(dtype, 13, 33000 + 7, 16, 144);
-    for (int64_t m : {1, 2, 5, 8}) check_matmul(wide.w, m);  // m = 5: a k-block of 816 → 800
+    for (int64_t m : {1, 2, 5, 8}) check_matmul(wide.w, m);
   }
 }
 
-TEST_CASE("batch invariance holds across the whole-row and k-blocked decode loops", "[matmul]") {
+TEST_CASE("batch invariance holds between decode row counts and prefill across k-blocks", "[matmul]") {
   const DType dtype = GENERATE(DType::BF16, DType::F16, DType::F8_E4M3);
-  const int64_t rows = 31, cols = 5000 + 3;  // m ≤ 6: whole rows; m = 7, 8: k-blocks; m ≥ 17: prefill
+  const int64_t rows = 31, cols = 5000 + 3;  // m ≤ 8: decode (10 k-blocks); 13: two passes; 17: prefill
   OwnedWeights weights(dtype, rows, cols);
   for (CpuIsa isa : supported_isas()) {
     IsaOverride force(isa);
