@@ -52,6 +52,13 @@ concept LineLoader = requires(const typename Wt::Elem* p, typename Isa::Vec* out
   { Wt::load_line(p, out) } -> std::convertible_to<uint64_t>;
 };
 
+// Prefetches the element `offset` elements after p. The target may lie outside the matrix (the
+// walk's next rows at a slab's edge), so the address is formed as an integer: a prefetch never faults.
+template <class Isa, class E>
+inline void prefetch_at(const E* p, int64_t offset) {
+  Isa::prefetch(reinterpret_cast<const void*>(reinterpret_cast<uintptr_t>(p) + uintptr_t(offset) * sizeof(E)));
+}
+
 // MR rows of x against weight rows [n, n + NR) over k in [ka, kb). For FP8, ka is a multiple of
 // block_cols; otherwise ka is a multiple of kWidth and only the row's end may be ragged.
 // prefetch: offset in elements from each weight element read to the one to prefetch beside it
@@ -76,11 +83,6 @@ inline void micro_tile(const WeightMatrix& w, const float* x, int64_t ldx, int64
   const float* xr[MR];
   for (int i = 0; i < MR; ++i) xr[i] = x + i * ldx;
 
-  // The prefetch target may lie outside the matrix (the walk's next rows at the slab's edge): the
-  // address is formed as an integer, and a prefetch never faults.
-  auto prefetch_ahead = [prefetch](const E* p) __attribute__((always_inline)) {
-    Isa::prefetch(reinterpret_cast<const void*>(reinterpret_cast<uintptr_t>(p) + uintptr_t(prefetch * int64_t(sizeof(E)))));
-  };
   Vec acc[MR][NR];
 #pragma GCC unroll 8
   for (int i = 0; i < MR; ++i)
@@ -119,7 +121,7 @@ inline void micro_tile(const WeightMatrix& w, const float* x, int64_t ldx, int64
         Vec wv[NR];
         for (int j = 0; j < NR; ++j) {
           if constexpr (Isa::kPrefetch) {
-            if (prefetch) prefetch_ahead(wr[j] + k);
+            if (prefetch) prefetch_at<Isa>(wr[j] + k, prefetch);
           }
           wv[j] = Wt::load_even(wr[j] + k);
         }
@@ -130,7 +132,7 @@ inline void micro_tile(const WeightMatrix& w, const float* x, int64_t ldx, int64
         Vec wv[NR * kLineVecs];  // [j][v]
         for (int j = 0; j < NR; ++j) {
           if constexpr (Isa::kPrefetch) {
-            if (prefetch) prefetch_ahead(wr[j] + k);
+            if (prefetch) prefetch_at<Isa>(wr[j] + k, prefetch);
           }
           poisoned[j] |= Wt::load_line(wr[j] + k, wv + j * kLineVecs);
         }
@@ -141,7 +143,7 @@ inline void micro_tile(const WeightMatrix& w, const float* x, int64_t ldx, int64
           for (int j = 0; j < NR; ++j) {
             // Every vector, though one per line would do: measured faster for k-blocked decode.
             if constexpr (Isa::kPrefetch) {
-              if (prefetch) prefetch_ahead(wr[j] + k + v * kW);
+              if (prefetch) prefetch_at<Isa>(wr[j] + k + v * kW, prefetch);
             }
             wv[j] = Wt::load(wr[j] + k + v * kW);
           }
