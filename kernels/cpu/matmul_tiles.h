@@ -59,6 +59,29 @@ inline void prefetch_at(const E* p, int64_t offset) {
   Isa::prefetch(reinterpret_cast<const void*>(reinterpret_cast<uintptr_t>(p) + uintptr_t(offset) * sizeof(E)));
 }
 
+// A micro tile's MR × NR vector accumulators: zero at a row's first k-block, else reloaded from
+// where the previous k-block parked them.
+template <class Isa, int MR, int NR>
+inline void start_tile(typename Isa::Vec (&acc)[MR][NR], TileState st) {
+#pragma GCC unroll 8
+  for (int i = 0; i < MR; ++i)
+    for (int j = 0; j < NR; ++j) acc[i][j] = st.first ? Isa::zero() : Isa::load_x(st.acc + (i * NR + j) * Isa::kWidth);
+}
+
+// After a k-block: parks the accumulators, or after the row's last one reduces each into y[i, j].
+template <class Isa, int MR, int NR>
+inline void finish_tile(typename Isa::Vec (&acc)[MR][NR], TileState st, float* y, int64_t ldy) {
+  if (st.last) {
+#pragma GCC unroll 8
+    for (int i = 0; i < MR; ++i)
+      for (int j = 0; j < NR; ++j) y[i * ldy + j] = Isa::sum(acc[i][j]);
+  } else {
+#pragma GCC unroll 8
+    for (int i = 0; i < MR; ++i)
+      for (int j = 0; j < NR; ++j) Isa::store(st.acc + (i * NR + j) * Isa::kWidth, acc[i][j]);
+  }
+}
+
 // MR rows of x against weight rows [n, n + NR) over k in [ka, kb). For FP8, ka is a multiple of
 // block_cols; otherwise ka is a multiple of kWidth and only the row's end may be ragged.
 // prefetch: offset in elements from each weight element read to the one to prefetch beside it
@@ -73,10 +96,9 @@ inline void micro_tile(const WeightMatrix& w, const float* x, int64_t ldx, int64
   constexpr int kLineVecs = int(kLine / kW);
   // Whole lines pay while few rows of x share each weight vector; with more, the fmas dominate and
   // a line's worth of widened vectors crowds the accumulators out of registers (measured slower
-  // for FP8 at m = 8). Even/odd loaders define the chunk order by lines, so they always use them.
-  constexpr bool kEvenOdd = EvenOddLoader<Wt>;
-  constexpr bool kWholeLines = LineLoader<Isa, Wt> && (MR <= 4 || kEvenOdd);
-  static_assert(!kEvenOdd || kLineVecs == 2, "an even/odd line is one vector of each");
+  // for FP8 at m = 8).
+  constexpr bool kWholeLines = LineLoader<Isa, Wt> && MR <= 4;
+  static_assert(!EvenOddLoader<Wt>, "even/odd loaders run line_tile");
   const int64_t cols = w.cols;
   const E* wr[NR];
   for (int j = 0; j < NR; ++j) wr[j] = static_cast<const E*>(w.data) + (n + j) * cols;
@@ -84,9 +106,7 @@ inline void micro_tile(const WeightMatrix& w, const float* x, int64_t ldx, int64
   for (int i = 0; i < MR; ++i) xr[i] = x + i * ldx;
 
   Vec acc[MR][NR];
-#pragma GCC unroll 8
-  for (int i = 0; i < MR; ++i)
-    for (int j = 0; j < NR; ++j) acc[i][j] = st.first ? Isa::zero() : Isa::load_x(st.acc + (i * NR + j) * kW);
+  start_tile<Isa, MR, NR>(acc, st);
   uint64_t poisoned[NR] = {};
 
   // Non-scaled dtypes run the whole range as one segment; FP8 runs one segment per scale block.
@@ -115,20 +135,7 @@ inline void micro_tile(const WeightMatrix& w, const float* x, int64_t ldx, int64
     // order as a vector-at-a-time loop, so the split changes no result.
     int64_t k = k0;
     for (; k + kLine <= k1; k += kLine) {
-      if constexpr (kEvenOdd) {
-        // The odd halves are widened only after the even ones are used: holding both for NR
-        // rows spills accumulators at m = 8.
-        Vec wv[NR];
-        for (int j = 0; j < NR; ++j) {
-          if constexpr (Isa::kPrefetch) {
-            if (prefetch) prefetch_at<Isa>(wr[j] + k, prefetch);
-          }
-          wv[j] = Wt::load_even(wr[j] + k);
-        }
-        step(k, wv, 1);
-        for (int j = 0; j < NR; ++j) wv[j] = Wt::load_odd(wr[j] + k);
-        step(k + kW, wv, 1);
-      } else if constexpr (kWholeLines) {
+      if constexpr (kWholeLines) {
         Vec wv[NR * kLineVecs];  // [j][v]
         for (int j = 0; j < NR; ++j) {
           if constexpr (Isa::kPrefetch) {
@@ -151,35 +158,27 @@ inline void micro_tile(const WeightMatrix& w, const float* x, int64_t ldx, int64
         }
       }
     }
-    if constexpr (kEvenOdd) {
-      if (k < k1) {  // ragged end: a partial line against x's zero-padded packing
-        Vec wv[NR * kLineVecs];
-        for (int j = 0; j < NR; ++j) Wt::load_line_part(wr[j] + k, static_cast<int>(k1 - k), wv + j * kLineVecs);
-        for (int v = 0; v < kLineVecs; ++v) step(k + v * kW, wv + v, kLineVecs);
+    for (; k + kW <= k1; k += kW) {
+      Vec wv[NR];
+      for (int j = 0; j < NR; ++j) {
+        wv[j] = Wt::load(wr[j] + k);
+        if constexpr (Wt::kBlockScaled) wv[j] = Isa::mul(wv[j], scale[j]);
       }
-    } else {
-      for (; k + kW <= k1; k += kW) {
-        Vec wv[NR];
-        for (int j = 0; j < NR; ++j) {
-          wv[j] = Wt::load(wr[j] + k);
-          if constexpr (Wt::kBlockScaled) wv[j] = Isa::mul(wv[j], scale[j]);
-        }
-        for (int i = 0; i < MR; ++i) {
-          const Vec xv = Isa::in_register(Isa::load_x(xr[i] + k));
-          for (int j = 0; j < NR; ++j) acc[i][j] = Isa::fma(xv, wv[j], acc[i][j]);
-        }
+      for (int i = 0; i < MR; ++i) {
+        const Vec xv = Isa::in_register(Isa::load_x(xr[i] + k));
+        for (int j = 0; j < NR; ++j) acc[i][j] = Isa::fma(xv, wv[j], acc[i][j]);
       }
-      if (k < k1) {  // ragged end of the row or of a scale block: partial loads, zeros beyond
-        const int rest = static_cast<int>(k1 - k);
-        Vec wv[NR];
-        for (int j = 0; j < NR; ++j) {
-          wv[j] = Wt::load_part(wr[j] + k, rest);
-          if constexpr (Wt::kBlockScaled) wv[j] = Isa::mul(wv[j], scale[j]);
-        }
-        for (int i = 0; i < MR; ++i) {
-          const Vec xv = Isa::load_x_part(xr[i] + k, rest);
-          for (int j = 0; j < NR; ++j) acc[i][j] = Isa::fma(xv, wv[j], acc[i][j]);
-        }
+    }
+    if (k < k1) {  // ragged end of the row or of a scale block: partial loads, zeros beyond
+      const int rest = static_cast<int>(k1 - k);
+      Vec wv[NR];
+      for (int j = 0; j < NR; ++j) {
+        wv[j] = Wt::load_part(wr[j] + k, rest);
+        if constexpr (Wt::kBlockScaled) wv[j] = Isa::mul(wv[j], scale[j]);
+      }
+      for (int i = 0; i < MR; ++i) {
+        const Vec xv = Isa::load_x_part(xr[i] + k, rest);
+        for (int j = 0; j < NR; ++j) acc[i][j] = Isa::fma(xv, wv[j], acc[i][j]);
       }
     }
   }
@@ -188,15 +187,65 @@ inline void micro_tile(const WeightMatrix& w, const float* x, int64_t ldx, int64
       for (int i = 0; i < MR; ++i) acc[i][j] = Isa::set1(__builtin_nanf(""));
     }
   }
-  if (st.last) {
-#pragma GCC unroll 8
-    for (int i = 0; i < MR; ++i)
-      for (int j = 0; j < NR; ++j) y[i * ldy + n + j] = Isa::sum(acc[i][j]);
-  } else {
-#pragma GCC unroll 8
-    for (int i = 0; i < MR; ++i)
-      for (int j = 0; j < NR; ++j) Isa::store(st.acc + (i * NR + j) * kW, acc[i][j]);
+  finish_tile<Isa, MR, NR>(acc, st, y + n, ldy);
+}
+
+// Even/odd loaders (BF16 on AVX-512): MR rows of x against weight rows [n, n + NR) over k in
+// [ka, kb), ka a multiple of the line. x comes packed a line at a time for all MR rows together
+// (decode_loader): row i's line l at x + (l * MR + i) * kLine, its even elements then its odd ones,
+// the last line zero-padded. One pointer walks x at constant offsets, which leaves the general
+// registers to the weight rows: with a pointer per row of x GCC spilled an accumulator at MR = 8.
+// Each lane adds x_even · w_even, then x_odd · w_odd, line after line (matmul_internal.h).
+template <class Isa, class Wt, int MR, int NR>
+inline void line_tile(const WeightMatrix& w, const float* x, int64_t n, int64_t ka, int64_t kb,
+                      int64_t prefetch, TileState st, float* y, int64_t ldy) {
+  using Vec = typename Isa::Vec;
+  using E = typename Wt::Elem;
+  constexpr int kW = Isa::kWidth;
+  constexpr int64_t kLine = 2 * kW;
+  const int64_t cols = w.cols;
+  const E* w0 = static_cast<const E*>(w.data) + n * cols;
+  const float* xl = x + ka / kLine * MR * kLine;
+  Vec acc[MR][NR];
+  start_tile<Isa, MR, NR>(acc, st);
+  // One half-line: weight vector j at wv[j] against the MR rows' matching x vectors at xv.
+  auto step = [&](const Vec* wv, const float* xv) __attribute__((always_inline)) {
+    for (int i = 0; i < MR; ++i) {
+      const Vec xi = Isa::in_register(Isa::load_x(xv + i * kLine));
+      for (int j = 0; j < NR; ++j) acc[i][j] = Isa::fma(xi, wv[j], acc[i][j]);
+    }
+  };
+  int64_t k = ka;
+  for (; k + kLine <= kb; k += kLine, xl += MR * kLine) {
+    // The odd halves are widened only after the even ones are used: holding both for NR rows
+    // crowds the accumulators out of registers at MR = 8.
+    Vec wv[NR];
+    for (int j = 0; j < NR; ++j) {
+      if constexpr (Isa::kPrefetch) {
+        if (prefetch) prefetch_at<Isa>(w0 + j * cols + k, prefetch);
+      }
+      wv[j] = Wt::load_even(w0 + j * cols + k);
+    }
+    step(wv, xl);
+    // Loaded again through an opaque pointer: GCC would otherwise keep the first load's register
+    // alive across the even fmas and spill accumulators to make room.
+    const E* again = w0 + k;
+    asm("" : "+r"(again));
+    for (int j = 0; j < NR; ++j) wv[j] = Wt::load_odd(again + j * cols);
+    step(wv, xl + kW);
   }
+  if (k < kb) {  // ragged end: a partial line against x's zero-padded one
+    Vec even[NR], odd[NR];
+    for (int j = 0; j < NR; ++j) {
+      Vec line[2];
+      Wt::load_line_part(w0 + j * cols + k, static_cast<int>(kb - k), line);
+      even[j] = line[0];
+      odd[j] = line[1];
+    }
+    step(even, xl);
+    step(odd, xl + kW);
+  }
+  finish_tile<Isa, MR, NR>(acc, st, y + n, ldy);
 }
 
 // Decode: all m rows of x against NR weight rows at a time (Isa::decode_weight_rows(m) picks NR so
@@ -244,10 +293,15 @@ void decode_typed(const WeightMatrix& w, const MatmulBlock& b) {
       };
       int64_t n = g;
       float* a = acc;
-      for (; n + NR <= g1; n += NR, a += MR * NR * kW)
-        micro_tile<Isa, Wt, MR, NR>(w, b.x, b.ldx, n, ka, kb, next(n, NR), {a, first, last}, b.y, b.ldy);
-      for (; n < g1; ++n, a += MR * kW)
-        micro_tile<Isa, Wt, MR, 1>(w, b.x, b.ldx, n, ka, kb, next(n, 1), {a, first, last}, b.y, b.ldy);
+      // Even/odd loaders read x packed line by line (decode_loader); the rest read it as given.
+      auto tile = [&]<int R>(int64_t row, float* parked) __attribute__((always_inline)) {
+        if constexpr (EvenOddLoader<Wt>)
+          line_tile<Isa, Wt, MR, R>(w, b.x, row, ka, kb, next(row, R), {parked, first, last}, b.y, b.ldy);
+        else
+          micro_tile<Isa, Wt, MR, R>(w, b.x, b.ldx, row, ka, kb, next(row, R), {parked, first, last}, b.y, b.ldy);
+      };
+      for (; n + NR <= g1; n += NR, a += MR * NR * kW) tile.template operator()<NR>(n, a);
+      for (; n < g1; ++n, a += MR * kW) tile.template operator()<1>(n, a);
     }
   }
 }
@@ -261,16 +315,20 @@ void decode_rows(const WeightMatrix& w, const MatmulBlock& b) {
 }
 
 // Even/odd loaders read x in their own order: each thread packs all of x once per call (m × k
-// floats, small next to the weights it streams) and the micro tiles read the packed copy.
+// floats, small next to the weights it streams), line by line with the m rows' lines side by side,
+// and line_tile reads the packed copy (its ldx is unused).
 template <class Isa, class Wt>
 void decode_loader(const WeightMatrix& w, const MatmulBlock& b) {
   if constexpr (EvenOddLoader<Wt>) {
     constexpr int64_t kLine = line_elems<Isa, Wt>();
-    const int64_t ld = (w.cols + kLine - 1) / kLine * kLine;
+    const int64_t lines = (w.cols + kLine - 1) / kLine;
     thread_local Scratch scratch;
-    float* packed = scratch.get(size_t(b.m * ld));
-    for (int64_t i = 0; i < b.m; ++i) pack_x_lines<Wt, kLine>(b.x + i * b.ldx, 0, w.cols, packed + i * ld);
-    decode_rows<Isa, Wt, kDecodeRows>(w, MatmulBlock{packed, ld, b.m, b.n0, b.n1, b.y, b.ldy});
+    float* packed = scratch.get(size_t(b.m * lines * kLine));
+    for (int64_t l = 0; l < lines; ++l) {
+      const int len = static_cast<int>(std::min<int64_t>(kLine, w.cols - l * kLine));
+      for (int64_t i = 0; i < b.m; ++i) Wt::pack_x_line(b.x + i * b.ldx + l * kLine, len, packed + (l * b.m + i) * kLine);
+    }
+    decode_rows<Isa, Wt, kDecodeRows>(w, MatmulBlock{packed, 0, b.m, b.n0, b.n1, b.y, b.ldy});
   } else {
     decode_rows<Isa, Wt, kDecodeRows>(w, b);
   }
