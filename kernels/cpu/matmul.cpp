@@ -39,13 +39,12 @@ bool well_formed(const WeightMatrix& w) {
   }
 }
 
-// Up to kDecodeRows rows of x, every thread takes its own contiguous slab of W rows and all of x:
+// Up to kDecodeMaxRows rows of x, every thread takes its own contiguous slab of W rows and all of x:
 // W streams from memory exactly once, in long sequential runs the prefetchers follow. Beyond it,
 // tasks are (x rows × W rows) tiles: each W row a task widens is reused by kRowTile rows of x, so the
 // kernel becomes compute-bound. Either way each output element is computed whole by one thread in
 // the same order (matmul_internal.h), so results do not depend on m or the thread count.
-constexpr int64_t kDecodeRows = detail::kDecodeRows;
-constexpr int64_t kDecodePassRows = 2 * kDecodeRows;
+constexpr int64_t kDecodeMaxRows = detail::kDecodeMaxRows;
 constexpr int64_t kRowTile = detail::kPrefillRows;
 constexpr int64_t kWeightTile = detail::kPrefillWeightRows;
 // Below this many multiply-adds, starting threads costs more than it saves.
@@ -90,15 +89,8 @@ void matmul(const float* x, int64_t ldx, int64_t m, const WeightMatrix& w, float
   }
   const Kernels fn = kernels_for(selected_isa());
   const bool parallel = double(m) * double(w.rows) * double(w.cols) >= kMinParallelWork;
-  if (m <= kDecodePassRows) {
-    // A few rows more than one decode pass: two passes over W still beat widening it into panels
-    // that so few rows reuse. Results are the same bits either way.
-    const int64_t passes = (m + kDecodeRows - 1) / kDecodeRows;
-    for (int64_t i0 = 0, p = 0; p < passes; ++p) {
-      const int64_t rows = (m - i0) / (passes - p);
-      decode(fn.decode, x + i0 * ldx, ldx, rows, w, y + i0 * ldy, ldy, parallel);
-      i0 += rows;
-    }
+  if (m <= kDecodeMaxRows) {
+    decode(fn.decode, x, ldx, m, w, y, ldy, parallel);
   } else {
     prefill(fn.prefill, x, ldx, m, w, y, ldy, parallel);
   }

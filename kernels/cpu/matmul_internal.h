@@ -21,8 +21,11 @@
 
 namespace latentserve::kernels::cpu::detail {
 
-// Up to this many rows of x a call is "decode": each thread streams its slab of W rows once.
+// Up to kDecodeMaxRows rows of x a call is "decode": each thread streams its slab of W rows once.
+// A micro tile holds up to kDecodeRows of them in registers; more run as two halves that share
+// every weight tile (the second half reads it from L1).
 constexpr int64_t kDecodeRows = 8;
+constexpr int64_t kDecodeMaxRows = 2 * kDecodeRows;
 
 // y[i, n] = sum_k x[i, k] * W[n, k] for i < m and n in [n0, n1).
 struct MatmulBlock {
@@ -34,7 +37,7 @@ struct MatmulBlock {
   int64_t ldy;
 };
 
-// Decode: m ≤ kDecodeRows. Every weight element is loaded and widened once and meets all m rows.
+// Decode: m ≤ kDecodeMaxRows. Every weight element is loaded from memory once and meets all m rows.
 void matmul_decode_scalar(const WeightMatrix& w, const MatmulBlock& b);
 void matmul_decode_avx2(const WeightMatrix& w, const MatmulBlock& b);
 void matmul_decode_avx512(const WeightMatrix& w, const MatmulBlock& b);

@@ -252,85 +252,123 @@ inline void line_tile(const WeightMatrix& w, const float* x, int64_t n, int64_t 
 // the m × NR accumulators fit the register file), so W streams from memory exactly once and each
 // weight vector is widened once for m fmas.
 //
-// A group of kDecodeGroup weight rows advances together one k-block of kDecodeKBlock columns at a
-// time: x's block (at most 16 KiB at m = 8) stays in L1 for every micro tile of the group, and the
-// accumulators park in a small buffer between blocks. Long whole-row streams would instead re-read
-// x from L2 beside the weight stream (measured 10-20 % slower at m = 2..8, and no faster at m = 1).
-// Each micro tile prefetches, line for line, the weights the walk reads next: the next micro tile's
-// rows at the same k, or after the group's last tile the first tile's rows one k-block on (then
-// the next group's first k-block). Prefetching a row's own next k-block instead, which is read only
-// after the rest of the group, measured 10-15 % slower at m = 2..8.
+// A group of weight rows advances together one k-block at a time: x's block stays in L1 for every
+// micro tile of the group, and the accumulators park in a small buffer between blocks. Long
+// whole-row streams would instead re-read x from L2 beside the weight stream (measured 10-20 %
+// slower at m = 2..8, and no faster at m = 1). Each micro tile prefetches, line for line, the
+// weights the walk reads next: the next micro tile's rows at the same k, or after the group's last
+// tile the first tile's rows one k-block on (then the next group's first k-block). Prefetching a
+// row's own next k-block instead, which is read only after the rest of the group, measured
+// 10-15 % slower at m = 2..8.
+//
+// More than kDecodeRows rows of x (up to twice that) split into two halves that share the walk:
+// each micro tile runs the first half against its weight rows, then the second half against the
+// same rows, now in L1. W still streams once; the halves' x blocks and parked accumulators together
+// stay within the L1 budget of one half through smaller groups and k-blocks.
 constexpr int64_t kDecodeGroup = 24;
 constexpr int64_t kDecodeKBlock = 512;
+constexpr int64_t kDecodeSplitGroup = 12;
+constexpr int64_t kDecodeSplitKBlock = 256;
 
 template <class Isa, class Wt>
-int64_t decode_k_block(const WeightMatrix& w) {
-  int64_t kb = kDecodeKBlock;  // a multiple of every line length (32 BF16, 64 FP8)
+int64_t decode_k_block(const WeightMatrix& w, bool split) {
+  int64_t kb = split ? kDecodeSplitKBlock : kDecodeKBlock;  // multiples of every line (32 BF16, 64 FP8)
   if constexpr (Wt::kBlockScaled) kb = std::max<int64_t>(1, kb / w.block_cols) * w.block_cols;
   return std::min(kb, w.cols);
 }
 
-template <class Isa, class Wt, int MR>
-void decode_typed(const WeightMatrix& w, const MatmulBlock& b) {
+// Where each half of x lives: even/odd loaders get x packed per half (decode_loader), the rest
+// read b.x directly.
+struct DecodeHalves {
+  const float* x[2];
+  int64_t ldx;
+  float* y[2];
+};
+
+// Rows [0, MR) of x, then (MR2 > 0) rows [MR, MR + MR2), against every weight row of the block.
+template <class Isa, class Wt, int MR, int MR2>
+void decode_typed(const WeightMatrix& w, const MatmulBlock& b, const DecodeHalves& h) {
   constexpr int NR = Isa::decode_weight_rows(MR);
   constexpr int kW = Isa::kWidth;
-  static_assert(kDecodeGroup % NR == 0, "a group holds whole micro tiles");
-  alignas(64) float acc[kDecodeGroup * MR * kW];
-  const int64_t kblock = decode_k_block<Isa, Wt>(w);
+  constexpr bool kSplit = MR2 > 0;
+  constexpr int64_t kGroup = kSplit ? kDecodeSplitGroup : kDecodeGroup;
+  static_assert(kGroup % NR == 0, "a group holds whole micro tiles");
+  static_assert(MR2 <= MR, "the second half fits the first half's registers");
+  alignas(64) float acc[kGroup * (MR + MR2) * kW];
+  const int64_t kblock = decode_k_block<Isa, Wt>(w, kSplit);
   const int64_t cols = w.cols;
-  for (int64_t g = b.n0; g < b.n1; g += kDecodeGroup) {
-    const int64_t g1 = std::min(b.n1, g + kDecodeGroup);
+  for (int64_t g = b.n0; g < b.n1; g += kGroup) {
+    const int64_t g1 = std::min(b.n1, g + kGroup);
     for (int64_t ka = 0; ka < cols; ka += kblock) {
       const int64_t kb = std::min(cols, ka + kblock);
       const bool first = ka == 0, last = kb == cols;
       // Where the walk goes after the group's last tile, as an offset from row g at column ka;
       // 0 (no prefetch) at the end of the thread's slab.
       const int64_t wrap = !last ? kblock : g1 < b.n1 ? (g1 - g) * cols - ka : 0;
-      // The offset micro_tile prefetches at for the tile that starts at row n and is `rows` tall.
+      // The offset a micro tile prefetches at when it starts at row n and is `rows` tall.
       auto next = [&](int64_t n, int64_t rows) {
         if (n + rows < g1) return rows * cols;
         return wrap == 0 ? int64_t(0) : wrap - (n - g) * cols;
       };
+      // Even/odd loaders read x packed line by line (decode_loader); the rest read it as given.
+      auto tile = [&]<int M, int R>(int half, int64_t row, float* parked, int64_t prefetch)
+                      __attribute__((always_inline)) {
+        if constexpr (EvenOddLoader<Wt>)
+          line_tile<Isa, Wt, M, R>(w, h.x[half], row, ka, kb, prefetch, {parked, first, last}, h.y[half], b.ldy);
+        else
+          micro_tile<Isa, Wt, M, R>(w, h.x[half], h.ldx, row, ka, kb, prefetch, {parked, first, last}, h.y[half], b.ldy);
+      };
+      auto tiles = [&]<int R>(int64_t row, float* parked) __attribute__((always_inline)) {
+        tile.template operator()<MR, R>(0, row, parked, next(row, R));
+        if constexpr (kSplit) tile.template operator()<MR2, R>(1, row, parked + MR * R * kW, 0);
+      };
       int64_t n = g;
       float* a = acc;
-      // Even/odd loaders read x packed line by line (decode_loader); the rest read it as given.
-      auto tile = [&]<int R>(int64_t row, float* parked) __attribute__((always_inline)) {
-        if constexpr (EvenOddLoader<Wt>)
-          line_tile<Isa, Wt, MR, R>(w, b.x, row, ka, kb, next(row, R), {parked, first, last}, b.y, b.ldy);
-        else
-          micro_tile<Isa, Wt, MR, R>(w, b.x, b.ldx, row, ka, kb, next(row, R), {parked, first, last}, b.y, b.ldy);
-      };
-      for (; n + NR <= g1; n += NR, a += MR * NR * kW) tile.template operator()<NR>(n, a);
-      for (; n < g1; ++n, a += MR * kW) tile.template operator()<1>(n, a);
+      for (; n + NR <= g1; n += NR, a += (MR + MR2) * NR * kW) tiles.template operator()<NR>(n, a);
+      for (; n < g1; ++n, a += (MR + MR2) * kW) tiles.template operator()<1>(n, a);
     }
   }
 }
 
-template <class Isa, class Wt, int MR>
-void decode_rows(const WeightMatrix& w, const MatmulBlock& b) {
-  if constexpr (MR > 0) {
-    if (b.m == MR) return decode_typed<Isa, Wt, MR>(w, b);
-    decode_rows<Isa, Wt, MR - 1>(w, b);
+// Picks the instantiation for b.m rows: up to kDecodeRows in one half, beyond it two halves of
+// ceil(m / 2) and floor(m / 2) rows.
+template <class Isa, class Wt, int M>
+void decode_rows(const WeightMatrix& w, const MatmulBlock& b, const DecodeHalves& h) {
+  if constexpr (M > 0) {
+    if (b.m == M) {
+      if constexpr (M <= kDecodeRows) return decode_typed<Isa, Wt, M, 0>(w, b, h);
+      else return decode_typed<Isa, Wt, (M + 1) / 2, M / 2>(w, b, h);
+    }
+    decode_rows<Isa, Wt, M - 1>(w, b, h);
   }
 }
 
+// How many rows of x each half holds.
+inline int64_t first_half(int64_t m) { return m <= kDecodeRows ? m : (m + 1) / 2; }
+
 // Even/odd loaders read x in their own order: each thread packs all of x once per call (m × k
-// floats, small next to the weights it streams), line by line with the m rows' lines side by side,
-// and line_tile reads the packed copy (its ldx is unused).
+// floats, small next to the weights it streams), a half at a time, line by line with the half's
+// rows' lines side by side; line_tile reads the packed copy.
 template <class Isa, class Wt>
 void decode_loader(const WeightMatrix& w, const MatmulBlock& b) {
+  const int64_t m0 = first_half(b.m);
   if constexpr (EvenOddLoader<Wt>) {
     constexpr int64_t kLine = line_elems<Isa, Wt>();
     const int64_t lines = (w.cols + kLine - 1) / kLine;
     thread_local Scratch scratch;
     float* packed = scratch.get(size_t(b.m * lines * kLine));
-    for (int64_t l = 0; l < lines; ++l) {
-      const int len = static_cast<int>(std::min<int64_t>(kLine, w.cols - l * kLine));
-      for (int64_t i = 0; i < b.m; ++i) Wt::pack_x_line(b.x + i * b.ldx + l * kLine, len, packed + (l * b.m + i) * kLine);
+    float* half_x[2] = {packed, packed + m0 * lines * kLine};
+    for (int half = 0; half < 2; ++half) {
+      const int64_t r0 = half == 0 ? 0 : m0, rows = half == 0 ? m0 : b.m - m0;
+      for (int64_t l = 0; l < lines; ++l) {
+        const int len = static_cast<int>(std::min<int64_t>(kLine, w.cols - l * kLine));
+        for (int64_t i = 0; i < rows; ++i)
+          Wt::pack_x_line(b.x + (r0 + i) * b.ldx + l * kLine, len, half_x[half] + (l * rows + i) * kLine);
+      }
     }
-    decode_rows<Isa, Wt, kDecodeRows>(w, MatmulBlock{packed, 0, b.m, b.n0, b.n1, b.y, b.ldy});
+    decode_rows<Isa, Wt, kDecodeMaxRows>(w, b, DecodeHalves{{half_x[0], half_x[1]}, 0, {b.y, b.y + m0 * b.ldy}});
   } else {
-    decode_rows<Isa, Wt, kDecodeRows>(w, b);
+    decode_rows<Isa, Wt, kDecodeMaxRows>(w, b, DecodeHalves{{b.x, b.x + m0 * b.ldx}, b.ldx, {b.y, b.y + m0 * b.ldy}});
   }
 }
 

@@ -260,23 +260,24 @@ TEST_CASE("matmul is batch invariant: a row's result is the same bits alone or b
 
 TEST_CASE("decode walks k-blocks across groups of weight rows, ragged ends included", "[matmul]") {
   // Decode advances groups of 24 weight rows one k-block (512 columns; 432 for FP8 blocks of 144)
-  // at a time. 5000 columns end in a partial k-block; 29 and 13 rows end in a partial group whose
-  // last rows are single-row tiles; 33007 columns run 65 k-blocks.
+  // at a time; 9 to 16 rows of x run as two halves in groups of 12 and k-blocks of 256 (144 for
+  // FP8). 5000 columns end in a partial k-block; 29 and 13 rows end in a partial group whose last
+  // rows are single-row tiles; 33007 columns run 65 k-blocks.
   for (DType dtype : {DType::F32, DType::BF16, DType::F8_E4M3}) {
     OwnedWeights medium(dtype, 29, 5000, 16, 144);
-    for (int64_t m : {1, 6, 7, 8}) check_matmul(medium.w, m);
+    for (int64_t m : {1, 6, 7, 8, 9, 16}) check_matmul(medium.w, m);
     OwnedWeights wide(dtype, 13, 33000 + 7, 16, 144);
-    for (int64_t m : {1, 2, 5, 8}) check_matmul(wide.w, m);
+    for (int64_t m : {1, 2, 5, 8, 12}) check_matmul(wide.w, m);
   }
 }
 
 TEST_CASE("batch invariance holds between decode row counts and prefill across k-blocks", "[matmul]") {
   const DType dtype = GENERATE(DType::BF16, DType::F16, DType::F8_E4M3);
-  const int64_t rows = 31, cols = 5000 + 3;  // m ≤ 8: decode (10 k-blocks); 13: two passes; 17: prefill
+  const int64_t rows = 31, cols = 5000 + 3;  // m ≤ 8: decode; 13: decode in two halves; 17: prefill
   OwnedWeights weights(dtype, rows, cols);
   for (CpuIsa isa : supported_isas()) {
     IsaOverride force(isa);
-    for (int64_t m : {3, 7, 8, 13, 17}) {
+    for (int64_t m : {3, 7, 8, 9, 13, 16, 17}) {
       INFO("isa " << isa_name(isa) << " dtype " << dtype_name(dtype) << " m " << m);
       std::vector<float> x(size_t(m * cols));
       for (float& v : x) v = uniform(-2.0f, 2.0f);
