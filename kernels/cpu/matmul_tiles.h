@@ -263,11 +263,10 @@ inline void line_tile(const WeightMatrix& w, const float* x, int64_t n, int64_t 
 //
 // More than kDecodeRows rows of x (up to twice that) split into two halves that share the walk:
 // each micro tile runs the first half against its weight rows, then the second half against the
-// same rows, now in L1. W still streams once; the halves' x blocks and parked accumulators together
-// stay within the L1 budget of one half through smaller groups and k-blocks.
-constexpr int64_t kDecodeGroup = 24;
+// same rows, now in L1. W still streams once; the halves' x blocks together stay within the L1
+// budget of one half through smaller k-blocks.
+constexpr int64_t kDecodeGroup = 12;
 constexpr int64_t kDecodeKBlock = 512;
-constexpr int64_t kDecodeSplitGroup = 12;
 constexpr int64_t kDecodeSplitKBlock = 256;
 
 template <class Isa, class Wt>
@@ -291,14 +290,13 @@ void decode_typed(const WeightMatrix& w, const MatmulBlock& b, const DecodeHalve
   constexpr int NR = Isa::decode_weight_rows(MR);
   constexpr int kW = Isa::kWidth;
   constexpr bool kSplit = MR2 > 0;
-  constexpr int64_t kGroup = kSplit ? kDecodeSplitGroup : kDecodeGroup;
-  static_assert(kGroup % NR == 0, "a group holds whole micro tiles");
+  static_assert(kDecodeGroup % NR == 0, "a group holds whole micro tiles");
   static_assert(MR2 <= MR, "the second half fits the first half's registers");
-  alignas(64) float acc[kGroup * (MR + MR2) * kW];
+  alignas(64) float acc[kDecodeGroup * (MR + MR2) * kW];
   const int64_t kblock = decode_k_block<Isa, Wt>(w, kSplit);
   const int64_t cols = w.cols;
-  for (int64_t g = b.n0; g < b.n1; g += kGroup) {
-    const int64_t g1 = std::min(b.n1, g + kGroup);
+  for (int64_t g = b.n0; g < b.n1; g += kDecodeGroup) {
+    const int64_t g1 = std::min(b.n1, g + kDecodeGroup);
     for (int64_t ka = 0; ka < cols; ka += kblock) {
       const int64_t kb = std::min(cols, ka + kblock);
       const bool first = ka == 0, last = kb == cols;

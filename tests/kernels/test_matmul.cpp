@@ -259,10 +259,10 @@ TEST_CASE("matmul is batch invariant: a row's result is the same bits alone or b
 }
 
 TEST_CASE("decode walks k-blocks across groups of weight rows, ragged ends included", "[matmul]") {
-  // Decode advances groups of 24 weight rows one k-block (512 columns; 432 for FP8 blocks of 144)
-  // at a time; 9 to 16 rows of x run as two halves in groups of 12 and k-blocks of 256 (144 for
-  // FP8). 5000 columns end in a partial k-block; 29 and 13 rows end in a partial group whose last
-  // rows are single-row tiles; 33007 columns run 65 k-blocks.
+  // Decode advances groups of 12 weight rows one k-block (512 columns; 432 for FP8 blocks of 144)
+  // at a time; 9 to 16 rows of x run as two halves with k-blocks of 256 (144 for FP8). 5000
+  // columns end in a partial k-block; 29 and 13 rows end in a partial group whose last rows are
+  // single-row tiles; 33007 columns run 65 k-blocks.
   for (DType dtype : {DType::F32, DType::BF16, DType::F8_E4M3}) {
     OwnedWeights medium(dtype, 29, 5000, 16, 144);
     for (int64_t m : {1, 6, 7, 8, 9, 16}) check_matmul(medium.w, m);
