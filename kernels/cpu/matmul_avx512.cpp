@@ -133,17 +133,29 @@ struct Avx512Loader<DType::F8_E4M3> {
   // steps run on 32 codes at a time, and one compare per line finds NaNs (the caller makes the
   // row's results NaN) instead of a mask per vector. About half the vector operations of load().
   static uint64_t load_line(const uint8_t* p, __m512 out[4]) {
-    const __m512i bytes = _mm512_loadu_si512(p);
-    const uint64_t nan = _mm512_cmpeq_epi8_mask(_mm512_or_si512(bytes, _mm512_set1_epi8(static_cast<char>(0x80))),
-                                                _mm512_set1_epi8(static_cast<char>(0xff)));
     for (int half = 0; half < 2; ++half) {
-      const __m256i codes = _mm256_loadu_si256(reinterpret_cast<const __m256i*>(p + 32 * half));
-      const __m512i h = _mm512_and_si512(_mm512_slli_epi16(_mm512_cvtepi8_epi16(codes), 7),
-                                         _mm512_set1_epi16(static_cast<int16_t>(0xbf80)));
-      out[2 * half] = _mm512_cvtph_ps(_mm512_castsi512_si256(h));
-      out[2 * half + 1] = _mm512_cvtph_ps(_mm512_extracti64x4_epi64(h, 1));
+      const __m512i h = widen_half(p + 32 * half);
+      out[2 * half] = half_vector(h, 0);
+      out[2 * half + 1] = half_vector(h, 1);
     }
-    return nan;
+    return nan_codes(p);
+  }
+  // The same steps a half line at a time, for callers short of registers: 32 codes become 32 F16
+  // patterns (NaN codes not yet NaN), then each 16 of them FP32.
+  using Half = __m512i;
+  static __m512i widen_half(const uint8_t* p) {
+    const __m256i codes = _mm256_loadu_si256(reinterpret_cast<const __m256i*>(p));
+    return _mm512_and_si512(_mm512_slli_epi16(_mm512_cvtepi8_epi16(codes), 7),
+                            _mm512_set1_epi16(static_cast<int16_t>(0xbf80)));
+  }
+  static __m512 half_vector(__m512i h, int v) {
+    return _mm512_cvtph_ps(v == 0 ? _mm512_castsi512_si256(h) : _mm512_extracti64x4_epi64(h, 1));
+  }
+  // Nonzero when the 64-byte line at p holds a NaN code.
+  static uint64_t nan_codes(const uint8_t* p) {
+    const __m512i bytes = _mm512_loadu_si512(p);
+    return _mm512_cmpeq_epi8_mask(_mm512_or_si512(bytes, _mm512_set1_epi8(static_cast<char>(0x80))),
+                                  _mm512_set1_epi8(static_cast<char>(0xff)));
   }
 };
 

@@ -52,6 +52,17 @@ concept LineLoader = requires(const typename Wt::Elem* p, typename Isa::Vec* out
   { Wt::load_line(p, out) } -> std::convertible_to<uint64_t>;
 };
 
+// A line loader may also widen half a line at a time (two vectors), for tiles whose accumulators
+// leave no room for a whole line's vectors per weight row: widen_half(p) does the integer steps
+// for 2·kWidth elements, half_vector(h, v) converts vector v of them, nan_codes(p) is load_line's
+// NaN report for the line at p.
+template <class Isa, class Wt>
+concept HalfLineLoader = LineLoader<Isa, Wt> && requires(const typename Wt::Elem* p, typename Wt::Half h) {
+  { Wt::widen_half(p) } -> std::same_as<typename Wt::Half>;
+  { Wt::half_vector(h, 0) } -> std::same_as<typename Isa::Vec>;
+  { Wt::nan_codes(p) } -> std::convertible_to<uint64_t>;
+};
+
 // Prefetches the element `offset` elements after p. The target may lie outside the matrix (the
 // walk's next rows at a slab's edge), so the address is formed as an integer: a prefetch never faults.
 template <class Isa, class E>
@@ -144,6 +155,24 @@ inline void micro_tile(const WeightMatrix& w, const float* x, int64_t ldx, int64
           poisoned[j] |= Wt::load_line(wr[j] + k, wv + j * kLineVecs);
         }
         for (int v = 0; v < kLineVecs; ++v) step(k + v * kW, wv + v, kLineVecs);
+      } else if constexpr (HalfLineLoader<Isa, Wt> && kLineVecs == 4) {
+        // Half a line per weight row at a time: NR half lines plus NR vectors beside MR × NR
+        // accumulators, where a whole line's four vectors per row would not fit.
+        for (int j = 0; j < NR; ++j) {
+          if constexpr (Isa::kPrefetch) {
+            if (prefetch) prefetch_at<Isa>(wr[j] + k, prefetch);
+          }
+          poisoned[j] |= Wt::nan_codes(wr[j] + k);
+        }
+        for (int half = 0; half < 2; ++half) {
+          typename Wt::Half h[NR];
+          for (int j = 0; j < NR; ++j) h[j] = Wt::widen_half(wr[j] + k + half * 2 * kW);
+          for (int v = 0; v < 2; ++v) {
+            Vec wv[NR];
+            for (int j = 0; j < NR; ++j) wv[j] = Wt::half_vector(h[j], v);
+            step(k + (2 * half + v) * kW, wv, 1);
+          }
+        }
       } else {
         for (int v = 0; v < kLineVecs; ++v) {
           Vec wv[NR];
