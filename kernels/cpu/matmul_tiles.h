@@ -2,13 +2,14 @@
 // Each variant supplies an `Isa` (vector type, loads of x, fma, horizontal sum) and one weight loader
 // per dtype; this header supplies the loop nest. Prefill tiles live in matmul_packed.h.
 //
-// Shape: a micro tile computes MR rows of x against NR rows of W over the whole of k. Both are
+// Shape: a micro tile computes MR rows of x against NR rows of W over one k-block. Both are
 // contiguous along k, so each step loads MR vectors of x and NR vectors of W (widened to FP32) and
-// does MR×NR fmas into MR×NR vector accumulators, reduced horizontally once at the end. Decode runs
-// one micro tile with all m ≤ 8 rows of x: every weight element is read from memory and widened
-// exactly once, x (m × k floats) stays in L1/L2, and W streams through at memory speed. Even/odd
-// loaders (BF16 on AVX-512) split each weight line into its even and odd elements and read x from
-// a copy packed in that order, one per thread per call.
+// does MR×NR fmas into MR×NR vector accumulators, parked between k-blocks and reduced horizontally
+// once at the end of the row. Decode runs micro tiles with all m ≤ 8 rows of x (two halves for up
+// to 16): every weight element is read from memory once, x's block stays in L1, and W streams
+// through at memory speed. Even/odd loaders (BF16 on AVX-512) split each weight line into its even
+// and odd elements and run line_tile, which reads x from a copy packed in that order, one per
+// thread per call.
 //
 // FP8 weights: the block scale is folded into the converted weight vector (one multiply per weight
 // vector, shared by MR rows of x), so accumulators run across scale blocks without extra registers.
