@@ -115,6 +115,19 @@ void check_matmul(const WeightMatrix& w, int64_t m) {
   }
 }
 
+// How many of the m rows of x (row stride ldx) get other bits from a one-row matmul than from the
+// m-row one (batch invariance, matmul_internal.h).
+int rows_differing_alone(const WeightMatrix& w, const float* x, int64_t ldx, int64_t m) {
+  std::vector<float> batched(size_t(m * w.rows)), alone(size_t(w.rows));
+  matmul(x, ldx, m, w, batched.data(), w.rows);
+  int differing = 0;
+  for (int64_t i = 0; i < m; ++i) {
+    matmul(x + i * ldx, ldx, 1, w, alone.data(), w.rows);
+    differing += std::memcmp(alone.data(), batched.data() + i * w.rows, sizeof(float) * size_t(w.rows)) != 0;
+  }
+  return differing;
+}
+
 }  // namespace
 
 TEST_CASE("matmul matches the reference for every dtype, size and instruction set", "[matmul]") {
@@ -240,14 +253,9 @@ TEST_CASE("matmul is batch invariant: a row's result is the same bits alone or b
       INFO("isa " << isa_name(isa) << " dtype " << dtype_name(dtype) << " m " << m);
       std::vector<float> x(size_t(m * ldx));
       for (float& v : x) v = uniform(-2.0f, 2.0f);
+      int differing = rows_differing_alone(weights.w, x.data(), ldx, m);
       std::vector<float> batched(size_t(m * rows));
       matmul(x.data(), ldx, m, weights.w, batched.data(), rows);
-      int differing = 0;
-      std::vector<float> alone(static_cast<size_t>(rows));
-      for (int64_t i = 0; i < m; ++i) {
-        matmul(x.data() + i * ldx, ldx, 1, weights.w, alone.data(), rows);
-        differing += std::memcmp(alone.data(), batched.data() + i * rows, sizeof(float) * size_t(rows)) != 0;
-      }
       // A sub-batch taken from the middle must agree too (different tiles, same rows).
       const int64_t from = m / 3, count = m - m / 3;
       std::vector<float> part(size_t(count * rows));
@@ -281,14 +289,7 @@ TEST_CASE("batch invariance holds between decode row counts and prefill across k
       INFO("isa " << isa_name(isa) << " dtype " << dtype_name(dtype) << " m " << m);
       std::vector<float> x(size_t(m * cols));
       for (float& v : x) v = uniform(-2.0f, 2.0f);
-      std::vector<float> batched(size_t(m * rows)), alone(static_cast<size_t>(rows));
-      matmul(x.data(), m, weights.w, batched.data());
-      int differing = 0;
-      for (int64_t i = 0; i < m; ++i) {
-        matmul(x.data() + i * cols, 1, weights.w, alone.data());
-        differing += std::memcmp(alone.data(), batched.data() + i * rows, sizeof(float) * size_t(rows)) != 0;
-      }
-      CHECK(differing == 0);
+      CHECK(rows_differing_alone(weights.w, x.data(), cols, m) == 0);
     }
   }
 }
@@ -330,14 +331,7 @@ TEST_CASE("BF16 rows of every length modulo a 32-element line, decode and prefil
     for (CpuIsa isa : supported_isas()) {
       IsaOverride force(isa);
       INFO("isa " << isa_name(isa) << " cols " << cols);
-      std::vector<float> batched(size_t(m * rows)), alone(static_cast<size_t>(rows));
-      matmul(x.data(), m, weights.w, batched.data());
-      int differing = 0;
-      for (int64_t i = 0; i < m; ++i) {
-        matmul(x.data() + i * cols, 1, weights.w, alone.data());
-        differing += std::memcmp(alone.data(), batched.data() + i * rows, sizeof(float) * size_t(rows)) != 0;
-      }
-      CHECK(differing == 0);
+      CHECK(rows_differing_alone(weights.w, x.data(), cols, m) == 0);
     }
   }
 }
