@@ -1,6 +1,7 @@
 // What the engine benchmarks share: the model they run (the folder given with --model, or the
 // `lite` preset, DeepSeek-V2-Lite layer shapes, made once in the temp folder and named after its
-// layers and dtype), the --device option, random requests, and engine counters over one window.
+// layers and dtype), the --device option, the executor its engines share, random requests, and
+// engine counters over one window.
 #pragma once
 
 #include <cstdio>
@@ -53,6 +54,18 @@ inline std::unique_ptr<models::deepseek_v3::Model> load_bench_model(std::string&
     return nullptr;
   }
   return std::move(model).value();
+}
+
+// The executor a benchmark's engines share in turn (the weights go to the device once); prints the
+// error and exits when it cannot be made.
+inline std::shared_ptr<models::deepseek_v3::ModelExecutor> make_bench_executor(
+    const models::deepseek_v3::Model& model, const models::deepseek_v3::ExecutorConfig& config) {
+  auto executor = engine::make_executor(model, config);
+  if (!executor.ok()) {
+    std::fprintf(stderr, "%s\n", executor.error().message.c_str());
+    std::exit(1);
+  }
+  return std::move(executor).value();
 }
 
 // --device: "cpu", "cuda" or "auto" (a GPU when this build has CUDA and one is present). Auto is

@@ -103,12 +103,7 @@ std::shared_ptr<models::deepseek_v3::ModelExecutor> shared_executor(const models
   ec.num_cache_layers = model.num_cache_layers_with_mtp();
   ec.block_size = kBlockSize;
   ec.num_blocks = cache_blocks(o, kBlockSize);
-  auto executor = engine::make_executor(model, ec);
-  if (!executor.ok()) {
-    std::fprintf(stderr, "%s\n", executor.error().message.c_str());
-    std::exit(1);
-  }
-  return std::move(executor).value();
+  return bench::make_bench_executor(model, ec);
 }
 
 // One engine on `executor` with the speculative setting `spec` runs each request set in turn;
