@@ -2,7 +2,9 @@
 // Decode (m = 1..8 rows of x) is memory-bound: all of W streams from DRAM once per call, so the
 // figure that matters is weight bytes per second as a fraction of what a plain parallel copy
 // achieves. Weights are several matrices far larger than the last-level cache, cycled so nothing
-// stays cached between calls. A prefill-sized product is timed too, to show it is compute-bound.
+// stays cached between calls. A prefill-sized product is timed too, to show it is compute-bound,
+// and each BF16 decode size once more with its weights in L2, to show where decode stops being
+// bound by memory and starts being bound by arithmetic.
 //
 // Weights live in 4 KiB pages or in transparent huge pages (madvise), the page kind a table names:
 // on a virtual machine every TLB miss walks two page tables, so the page size is part of the result.
@@ -204,9 +206,9 @@ struct WeightSet {
   }
 };
 
-// Seconds per matmul call, best pass over the whole set (each pass touches every matrix once; the
-// best of many, because a neighbour on this shared machine can slow any one pass).
-double time_decode(const WeightSet& set, int64_t m, int passes) {
+// Seconds per matmul call, best pass over the whole set (each pass touches every matrix `repeats`
+// times; the best of many, because a neighbour on this shared machine can slow any one pass).
+double time_decode(const WeightSet& set, int64_t m, int passes, int repeats = 1) {
   const WeightMatrix& w0 = set.mats[0];
   std::vector<float> x(size_t(m * w0.cols)), y(size_t(m * w0.rows));
   for (size_t i = 0; i < x.size(); ++i) x[i] = float(i % 17) * 0.125f - 1.0f;
@@ -214,8 +216,10 @@ double time_decode(const WeightSet& set, int64_t m, int passes) {
   double best = 1e30;
   for (int p = 0; p < passes; ++p) {
     const double t0 = now_s();
-    for (const WeightMatrix& w : set.mats) matmul(x.data(), m, w, y.data());
-    best = std::min(best, (now_s() - t0) / double(set.mats.size()));
+    for (int r = 0; r < repeats; ++r) {
+      for (const WeightMatrix& w : set.mats) matmul(x.data(), m, w, y.data());
+    }
+    best = std::min(best, (now_s() - t0) / double(set.mats.size() * size_t(repeats)));
   }
   return best;
 }
@@ -241,6 +245,40 @@ void print_row(const Row& r, double copy, double read) {
 
 void decode_table(const char* label, const WeightSet& set, Pages pages, std::initializer_list<int64_t> ms) {
   for (int64_t m : ms) rows.push_back({label, pages, set.mats[0], int(set.mats.size()), m, time_decode(set, m, 10)});
+}
+
+// The same decode with weights that stay in the cores' L2 caches: the kernel's compute roof. A row
+// streamed from memory close to its roof is bound by the arithmetic, not by the memory system.
+// Shorter rows than the streamed matrices, so x (packed once per call, m × cols floats) stays
+// small next to the weights; x's traffic per weight byte inside the kernel does not depend on the
+// row length.
+struct RoofRow {
+  int64_t m;
+  double in_cache;  // weight bytes per second, weights resident in L2
+};
+std::vector<RoofRow> roofs;
+
+void roof_table(std::initializer_list<int64_t> ms) {
+  // 1.5 MiB of weights per thread, inside its L2 with x (64 KiB at m = 8) and its packed copy.
+  constexpr int64_t cols = 2048;
+  const int64_t weight_rows = 384 * int64_t(omp_get_max_threads());
+  const WeightSet cached(DType::BF16, 1, weight_rows, cols, Pages::Small);
+  const double bytes = double(weight_rows * cols) * double(dtype_size(DType::BF16));
+  for (int64_t m : ms) roofs.push_back({m, bytes / time_decode(cached, m, 10, 30)});
+}
+
+// Each BF16 decode row of `pages` beside its roof.
+void print_roofs(Pages pages) {
+  std::printf("\n| BF16 decode, %s pages | in L2 GB/s | from memory GB/s | memory / L2 |\n", pages_name(pages));
+  std::printf("|------------------------|------------|------------------|-------------|\n");
+  for (const RoofRow& roof : roofs) {
+    for (const Row& r : rows) {
+      if (r.label != "BF16" || r.pages != pages || r.m != roof.m) continue;
+      const double bw = double(r.w.rows * r.w.cols) * double(dtype_size(r.w.dtype)) / r.seconds;
+      std::printf("| m = %-18lld | %10.2f | %16.2f | %11.2f |\n", (long long)r.m, roof.in_cache / 1e9, bw / 1e9,
+                  bw / roof.in_cache);
+    }
+  }
 }
 
 // The first `rows` rows of w against m rows of x, best of three calls after a warm-up.
@@ -271,6 +309,7 @@ void run_tables(Pages pages, bool with_prefill) {
     const WeightSet bf16(DType::BF16, 4, 8192, 16384, pages);  // 4 × 256 MiB
     set_isa(best);
     decode_table("BF16", bf16, pages, {1, 2, 4, 8, 12, 16});
+    if (roofs.empty()) roof_table({1, 2, 4, 8});
     if (avx2_too) {
       set_isa(CpuIsa::Avx2);
       decode_table("BF16 (avx2)", bf16, pages, {1, 8});
@@ -345,6 +384,7 @@ int main(int argc, char** argv) {
     const size_t kind = size_t(std::find(kinds.begin(), kinds.end(), r.pages) - kinds.begin());
     print_row(r, copy, read[kind]);
   }
+  for (Pages p : kinds) print_roofs(p);
   if (largest_huge_mib >= 0) std::printf("\nmost anonymous memory in huge pages at once: %ld MiB\n", largest_huge_mib);
   return 0;
 }
