@@ -1,5 +1,6 @@
 #include "models/config.h"
 
+#include <algorithm>
 #include <cmath>
 #include <limits>
 
@@ -386,21 +387,49 @@ double ModelConfig::softmax_scale() const {
   return scale;
 }
 
+// Checkpoints that keep DeepSeek's architecture and tensor names under a model_type of their own,
+// recognised by that name together with the architecture class their config.json declares.
+struct ModelTypeAlias {
+  const char* declared;
+  const char* model_type;
+  const char* architecture_class;
+};
+constexpr ModelTypeAlias kModelTypeAliases[] = {
+    {"kimi_k2", "deepseek_v3", "DeepseekV3ForCausalLM"},  // Moonshot's Kimi-K2
+};
+
+// Sets c.model_type (the architecture) from config.json's model_type and, for an alias, checks
+// that `architectures` names the class the alias stands for.
+Status read_model_type(const KeyReader& r, const json& root, ModelConfig& c) {
+  LS_RETURN_IF_ERROR(r.string("model_type", c.declared_model_type, std::nullopt));
+  if (c.declared_model_type == "deepseek_v3" || c.declared_model_type == "deepseek_v2") {
+    c.model_type = c.declared_model_type;
+    return ok_status();
+  }
+  for (const ModelTypeAlias& alias : kModelTypeAliases) {
+    if (c.declared_model_type != alias.declared) continue;
+    const auto classes = root.find("architectures");
+    const bool declared = classes != root.end() && classes->is_array() &&
+                          std::find(classes->begin(), classes->end(), alias.architecture_class) != classes->end();
+    if (!declared) {
+      return r.error("model_type", std::string("'") + alias.declared + "' is served as " + alias.model_type +
+                                       " only when architectures names " + alias.architecture_class);
+    }
+    c.model_type = alias.model_type;
+    return ok_status();
+  }
+  return r.error("model_type", "unsupported model type '" + c.declared_model_type +
+                                   "' (deepseek_v3, deepseek_v2 or kimi_k2; another checkpoint of DeepSeek-V3's "
+                                   "architecture loads once its model_type is set to deepseek_v3)");
+}
+
 Result<ModelConfig> parse_model_config(const std::string& json_text, const std::string& source) {
   LS_ASSIGN_OR_RETURN(json root, parse_json(json_text, source));
   if (!root.is_object()) return make_error(source + ": expected a JSON object at the top level");
   KeyReader r(root, source);
   ModelConfig c;
-  LS_RETURN_IF_ERROR(r.string("model_type", c.model_type, std::nullopt));
-  const Defaults* defaults = nullptr;
-  if (c.model_type == "deepseek_v3") {
-    defaults = &kV3Defaults;
-  } else if (c.model_type == "deepseek_v2") {
-    defaults = &kV2Defaults;
-  } else {
-    return r.error("model_type", "unsupported model type '" + c.model_type +
-                                     "' (deepseek_v3 or deepseek_v2)");
-  }
+  LS_RETURN_IF_ERROR(read_model_type(r, root, c));
+  const Defaults* defaults = c.model_type == "deepseek_v3" ? &kV3Defaults : &kV2Defaults;
   LS_RETURN_IF_ERROR(read_fields(r, *defaults, c));
   LS_RETURN_IF_ERROR(check_architecture_keys(r, c));
   LS_RETURN_IF_ERROR(check_sizes(r, c));

@@ -30,7 +30,8 @@ struct QuantizationConfig {
 };
 
 struct ModelConfig {
-  std::string model_type;  // "deepseek_v3" or "deepseek_v2"
+  std::string model_type;           // the architecture: "deepseek_v3" or "deepseek_v2"
+  std::string declared_model_type;  // config.json's own value: model_type, or an alias ("kimi_k2")
   int64_t hidden_size = 0;
   int64_t num_hidden_layers = 0;
   int64_t num_attention_heads = 0;

@@ -157,6 +157,50 @@ TEST_CASE("config: missing optional keys take Hugging Face's DeepSeek-V3 and V2 
   CHECK_FALSE(dense->is_moe_layer(5));
 }
 
+TEST_CASE("config: Kimi-K2's config.json is read as DeepSeek-V3's architecture") {
+  // The values of Moonshot's Kimi-K2-Instruct config.json for the keys this parser reads: its own
+  // model_type, DeepSeek-V3's architecture class, no MTP layer, one expert group, FP8 blocks.
+  const json kimi = {
+      {"architectures", {"DeepseekV3ForCausalLM"}}, {"model_type", "kimi_k2"},
+      {"vocab_size", 163840}, {"hidden_size", 7168}, {"intermediate_size", 18432},
+      {"moe_intermediate_size", 2048}, {"num_hidden_layers", 61}, {"num_attention_heads", 64},
+      {"num_key_value_heads", 64}, {"n_shared_experts", 1}, {"n_routed_experts", 384},
+      {"num_experts_per_tok", 8}, {"routed_scaling_factor", 2.827}, {"kv_lora_rank", 512},
+      {"q_lora_rank", 1536}, {"qk_rope_head_dim", 64}, {"qk_nope_head_dim", 128}, {"v_head_dim", 128},
+      {"first_k_dense_replace", 1}, {"moe_layer_freq", 1}, {"n_group", 1}, {"topk_group", 1},
+      {"topk_method", "noaux_tc"}, {"scoring_func", "sigmoid"}, {"norm_topk_prob", true},
+      {"rms_norm_eps", 1e-6}, {"rope_theta", 50000.0}, {"max_position_embeddings", 131072},
+      {"rope_scaling", {{"type", "yarn"}, {"factor", 32.0}, {"original_max_position_embeddings", 4096},
+                        {"beta_fast", 1.0}, {"beta_slow", 1.0}, {"mscale", 1.0}, {"mscale_all_dim", 1.0}}},
+      {"num_nextn_predict_layers", 0}, {"tie_word_embeddings", false}, {"bos_token_id", 163584},
+      {"eos_token_id", 163585}, {"hidden_act", "silu"}, {"attention_bias", false},
+      {"quantization_config", {{"quant_method", "fp8"}, {"fmt", "e4m3"}, {"activation_scheme", "dynamic"},
+                               {"weight_block_size", {128, 128}}}}};
+  auto c = parse_model_config(kimi.dump(), "config.json");
+  REQUIRE(c.ok());
+  CHECK(c->model_type == "deepseek_v3");
+  CHECK(c->declared_model_type == "kimi_k2");
+  CHECK(c->n_routed_experts == 384);
+  CHECK(c->n_group == 1);
+  CHECK(c->num_nextn_predict_layers == 0);
+  REQUIRE(c->rope_scaling.has_value());
+  CHECK(c->rope_scaling->factor == 32.0);
+  REQUIRE(c->quantization.has_value());
+  CHECK(c->quantization->weight_block_cols == 128);
+
+  // The alias stands for DeepSeek-V3's class only: without it, or under another class, rejected.
+  json no_class = kimi;
+  no_class.erase("architectures");
+  expect_rejected(no_class, {"model_type", "DeepseekV3ForCausalLM"});
+  json other_class = kimi;
+  other_class["architectures"] = {"KimiK25ForConditionalGeneration"};
+  expect_rejected(other_class, {"model_type", "DeepseekV3ForCausalLM"});
+  // Unknown model types say how a renamed DeepSeek-V3 checkpoint can still load.
+  json v32 = kimi;
+  v32["model_type"] = "deepseek_v32";
+  expect_rejected(v32, {"model_type", "deepseek_v32", "set to deepseek_v3"});
+}
+
 TEST_CASE("config: malformed documents are rejected") {
   CHECK_FALSE(parse_model_config("{\"model_type\": ", "config.json").ok());
   CHECK_FALSE(parse_model_config("[1, 2]", "config.json").ok());

@@ -3,6 +3,7 @@
 #include <cmath>
 
 #include "model_harness.h"
+#include "tests/models/test_checkpoint_util.h"
 
 using namespace latentserve;
 using namespace latentserve::testing;
@@ -75,6 +76,25 @@ TEST_CASE("tiny-dsv3: greedy continuations and their top-5 logits", "[golden]") 
       }
     }
   }
+}
+
+TEST_CASE("tiny-dsv3 under Kimi-K2's model_type loads and decodes as DeepSeek-V3", "[golden]") {
+  // The same tensors with config.json's model_type "kimi_k2" (DeepseekV3ForCausalLM kept): a
+  // checkpoint of this architecture under Moonshot's name must give the reference's tokens.
+  models::test::TempDir dir;
+  nlohmann::json config = read_json(tiny_dir() + "/config.json");
+  config["model_type"] = "kimi_k2";
+  models::test::write_bytes(dir.file("config.json"), config.dump(2));
+  for (const auto& entry : std::filesystem::directory_iterator(tiny_dir())) {
+    const std::string name = entry.path().filename().string();
+    if (name.find("safetensors") != std::string::npos) std::filesystem::create_symlink(entry.path(), dir.file(name));
+  }
+  auto model = Model::load(dir.path());
+  REQUIRE(model.ok());
+  CHECK((*model)->config().declared_model_type == "kimi_k2");
+  const auto& g = golden()["greedy"][0];
+  const auto expected = g["new_tokens"].get<std::vector<int32_t>>();
+  CHECK(run_greedy(**model, prompt(g["prompt"].get<int>()), int(expected.size())).new_tokens == expected);
 }
 
 TEST_CASE("tiny-dsv3: full logits of 16 incremental decode steps", "[golden]") {
