@@ -78,21 +78,48 @@ void prefill(BlockFn fn, const float* x, int64_t ldx, int64_t m, const WeightMat
   }
 }
 
-}  // namespace
+double work(int64_t m, const WeightMatrix& w) { return double(m) * double(w.rows) * double(w.cols); }
 
-void matmul(const float* x, int64_t ldx, int64_t m, const WeightMatrix& w, float* y, int64_t ldy) {
+// One product; `parallel` false keeps it on the calling thread (same bits either way).
+void run(const Kernels& fn, const float* x, int64_t ldx, int64_t m, const WeightMatrix& w, float* y,
+         int64_t ldy, bool parallel) {
   if (m <= 0 || w.rows <= 0) return;
   if (!well_formed(w)) {  // no status to return here: make the misuse impossible to miss
     for (int64_t i = 0; i < m; ++i)
       std::fill(y + i * ldy, y + i * ldy + w.rows, std::numeric_limits<float>::quiet_NaN());
     return;
   }
-  const Kernels fn = kernels_for(selected_isa());
-  const bool parallel = double(m) * double(w.rows) * double(w.cols) >= kMinParallelWork;
+  parallel = parallel && work(m, w) >= kMinParallelWork;
   if (m <= kDecodeMaxRows) {
     decode(fn.decode, x, ldx, m, w, y, ldy, parallel);
   } else {
     prefill(fn.prefill, x, ldx, m, w, y, ldy, parallel);
+  }
+}
+
+}  // namespace
+
+void matmul(const float* x, int64_t ldx, int64_t m, const WeightMatrix& w, float* y, int64_t ldy) {
+  run(kernels_for(selected_isa()), x, ldx, m, w, y, ldy, /*parallel=*/true);
+}
+
+void matmul_each(const MatmulTask* tasks, int64_t count) {
+  if (count <= 0) return;
+  const Kernels fn = kernels_for(selected_isa());
+  const int64_t threads = omp_in_parallel() ? 1 : omp_get_max_threads();
+  double total = 0;
+  for (int64_t i = 0; i < count; ++i) total += work(tasks[i].m, tasks[i].w);
+  // Whole tasks per thread for the largest multiple of the thread count; dynamic, because tasks
+  // may differ in size (experts with different token counts).
+  const int64_t shared = threads > 1 && total >= kMinParallelWork ? count / threads * threads : 0;
+#pragma omp parallel for schedule(dynamic, 1) if (shared > 0)
+  for (int64_t i = 0; i < shared; ++i) {
+    const MatmulTask& t = tasks[i];
+    run(fn, t.x, t.ldx, t.m, t.w, t.y, t.ldy, /*parallel=*/false);
+  }
+  for (int64_t i = shared; i < count; ++i) {
+    const MatmulTask& t = tasks[i];
+    run(fn, t.x, t.ldx, t.m, t.w, t.y, t.ldy, /*parallel=*/true);
   }
 }
 

@@ -31,6 +31,23 @@ inline void matmul(const float* x, int64_t m, const WeightMatrix& w, float* y) {
   matmul(x, w.cols, m, w, y, w.rows);
 }
 
+// One product of matmul_each: y = x · Wᵀ with matmul's shapes and strides.
+struct MatmulTask {
+  const float* x;
+  int64_t ldx;
+  int64_t m;
+  WeightMatrix w;
+  float* y;
+  int64_t ldy;
+};
+
+// Several independent products, e.g. one per attention head or per expert. Each task is computed
+// whole by one thread, so its bits are exactly matmul()'s; threads share out whole tasks, which
+// costs one parallel region for the list instead of one per product (small products spent more
+// on waking and joining threads than on arithmetic). Tasks beyond a multiple of the thread count
+// run one after another, each split across the threads as matmul() splits it.
+void matmul_each(const MatmulTask* tasks, int64_t count);
+
 void matmul_reference(const float* x, int64_t ldx, int64_t m, const WeightMatrix& w, float* y,
                       int64_t ldy);
 

@@ -11,21 +11,50 @@ namespace latentserve::models::deepseek_v3 {
 
 namespace cpu = kernels::cpu;
 
-void mlp_forward(const MlpWeights& w, const float* x, int64_t tokens, float* out, bool accumulate) {
-  const int64_t width = w.gate_proj.rows;
-  const int64_t hidden = w.down_proj.rows;
-  std::vector<float> gate(size_t(tokens * width));
-  std::vector<float> up(size_t(tokens * width));
-  cpu::matmul(x, tokens, w.gate_proj, gate.data());
-  cpu::matmul(x, tokens, w.up_proj, up.data());
-  cpu::silu_mul(gate.data(), width, up.data(), width, tokens, width, gate.data(), width);
-  if (!accumulate) {
-    cpu::matmul(gate.data(), tokens, w.down_proj, out);
-    return;
+namespace {
+
+// One application of a SiLU-gated MLP to `rows` rows of x, staged so that the products of many
+// of them (the shared and every chosen expert) run as one list per stage (cpu::matmul_each).
+struct GatedMlp {
+  const MlpWeights* w;
+  const float* x;
+  int64_t rows;
+  float* out;  // [rows, hidden]
+  std::vector<float> gate, up;
+
+  GatedMlp(const MlpWeights& weights, const float* x_rows, int64_t n, float* y)
+      : w(&weights), x(x_rows), rows(n), out(y),
+        gate(size_t(n * weights.gate_proj.rows)), up(size_t(n * weights.gate_proj.rows)) {}
+
+  void gate_up_tasks(std::vector<cpu::MatmulTask>& tasks) {
+    const int64_t hidden = w->gate_proj.cols, width = w->gate_proj.rows;
+    tasks.push_back({x, hidden, rows, w->gate_proj, gate.data(), width});
+    tasks.push_back({x, hidden, rows, w->up_proj, up.data(), width});
   }
-  std::vector<float> down(size_t(tokens * hidden));
-  cpu::matmul(gate.data(), tokens, w.down_proj, down.data());
-  for (int64_t i = 0; i < tokens * hidden; ++i) out[i] += down[size_t(i)];
+  // gate = silu(gate) * up, then the down product's task.
+  void down_task(std::vector<cpu::MatmulTask>& tasks) {
+    const int64_t width = w->gate_proj.rows;
+    cpu::silu_mul(gate.data(), width, up.data(), width, rows, width, gate.data(), width);
+    tasks.push_back({gate.data(), width, rows, w->down_proj, out, w->down_proj.rows});
+  }
+};
+
+// Runs every MLP of the list: the gate and up products of all of them, then the down products.
+void run_mlps(std::vector<GatedMlp>& mlps) {
+  std::vector<cpu::MatmulTask> tasks;
+  for (GatedMlp& m : mlps) m.gate_up_tasks(tasks);
+  cpu::matmul_each(tasks.data(), int64_t(tasks.size()));
+  tasks.clear();
+  for (GatedMlp& m : mlps) m.down_task(tasks);
+  cpu::matmul_each(tasks.data(), int64_t(tasks.size()));
+}
+
+}  // namespace
+
+void mlp_forward(const MlpWeights& w, const float* x, int64_t tokens, float* out) {
+  std::vector<GatedMlp> mlp;
+  mlp.emplace_back(w, x, tokens, out);
+  run_mlps(mlp);
 }
 
 cpu::RouterParams router_params(const ModelConfig& c) {
@@ -66,13 +95,6 @@ void moe_forward(const MoeWeights& w, const cpu::RouterParams& router, const flo
     trace->record(prefix + ".expert_weights", weights.data(), tokens, top_k, top_k);
   }
 
-  // Shared experts first (weight 1), routed experts accumulate on top.
-  if (w.shared_experts) {
-    mlp_forward(*w.shared_experts, x, tokens, out, /*accumulate=*/false);
-  } else {
-    std::fill(out, out + tokens * hidden, 0.0f);
-  }
-
   // Permute: the rows of x that chose each expert, so each expert runs as one matmul.
   std::vector<std::vector<int32_t>> rows_of(size_t(router.num_experts));
   std::vector<std::vector<float>> weight_of(size_t(router.num_experts));
@@ -83,24 +105,44 @@ void moe_forward(const MoeWeights& w, const cpu::RouterParams& router, const flo
       weight_of[size_t(e)].push_back(weights[size_t(t * top_k + k)]);
     }
   }
-  std::vector<float> xe;
-  std::vector<float> ye;
+  std::vector<int64_t> chosen;  // experts with at least one token, in expert order
+  std::vector<std::vector<float>> xe, ye;
   for (int64_t e = 0; e < router.num_experts; ++e) {
     const std::vector<int32_t>& rows = rows_of[size_t(e)];
     if (rows.empty()) continue;
     const int64_t n = int64_t(rows.size());
-    xe.resize(size_t(n * hidden));
-    ye.resize(size_t(n * hidden));
+    chosen.push_back(e);
+    xe.emplace_back(size_t(n * hidden));
+    ye.emplace_back(size_t(n * hidden));
     for (int64_t i = 0; i < n; ++i) {
-      std::memcpy(&xe[size_t(i * hidden)], x + int64_t(rows[size_t(i)]) * hidden,
+      std::memcpy(&xe.back()[size_t(i * hidden)], x + int64_t(rows[size_t(i)]) * hidden,
                   size_t(hidden) * sizeof(float));
     }
-    mlp_forward(w.experts[size_t(e)], xe.data(), n, ye.data(), /*accumulate=*/false);
-    // Combine back in token order, scaled by the router weight.
-    for (int64_t i = 0; i < n; ++i) {
-      const float wt = weight_of[size_t(e)][size_t(i)];
-      float* dst = out + int64_t(rows[size_t(i)]) * hidden;
-      const float* src = &ye[size_t(i * hidden)];
+  }
+
+  // The shared experts (weight 1) write out; every chosen expert its own rows. All of them run as
+  // one list of products per stage.
+  std::vector<GatedMlp> mlps;
+  mlps.reserve(chosen.size() + 1);
+  if (w.shared_experts) {
+    mlps.emplace_back(*w.shared_experts, x, tokens, out);
+  } else {
+    std::fill(out, out + tokens * hidden, 0.0f);
+  }
+  for (size_t c = 0; c < chosen.size(); ++c) {
+    mlps.emplace_back(w.experts[size_t(chosen[c])], xe[c].data(), int64_t(xe[c].size()) / hidden, ye[c].data());
+  }
+  run_mlps(mlps);
+
+  // Combine on top of the shared experts, expert by expert and in token order, scaled by the
+  // router weight (a fixed order: the sums do not depend on how the products were scheduled).
+  for (size_t c = 0; c < chosen.size(); ++c) {
+    const int64_t e = chosen[c];
+    const std::vector<int32_t>& rows = rows_of[size_t(e)];
+    for (size_t i = 0; i < rows.size(); ++i) {
+      const float wt = weight_of[size_t(e)][i];
+      float* dst = out + int64_t(rows[i]) * hidden;
+      const float* src = &ye[c][i * size_t(hidden)];
       for (int64_t j = 0; j < hidden; ++j) dst[j] += wt * src[j];
     }
   }

@@ -12,8 +12,8 @@
 
 namespace latentserve::models::deepseek_v3 {
 
-// out[T, hidden] = down(silu(gate(x)) * up(x)); when `accumulate`, adds into out instead.
-void mlp_forward(const MlpWeights& w, const float* x, int64_t tokens, float* out, bool accumulate);
+// out[T, hidden] = down(silu(gate(x)) * up(x)).
+void mlp_forward(const MlpWeights& w, const float* x, int64_t tokens, float* out);
 
 // Router settings of the config (V3: sigmoid + noaux_tc; V2: softmax variants).
 kernels::cpu::RouterParams router_params(const ModelConfig& config);

@@ -114,12 +114,16 @@ void MlaLayer::attend_absorbed(const float* q, const AttentionPlan& plan,
   const int64_t T = plan.batch->num_tokens();
   const int64_t qk = nope_ + rope_;
   // q_latent[t, h] = q_nope[t, h] · W_UK[h]: the query moved into latent space.
+  // One product per head, shared out across threads as a list (a parallel region per head cost
+  // more than the head's arithmetic at decode sizes).
   std::vector<float> q_latent(size_t(T * heads_ * lora_));
   std::vector<float> q_rope(size_t(T * heads_ * rope_));
+  std::vector<cpu::MatmulTask> per_head(static_cast<size_t>(heads_));
   for (int64_t h = 0; h < heads_; ++h) {
-    cpu::WeightMatrix uk_t{DType::F32, w_uk_t_.data() + h * lora_ * nope_, lora_, nope_};
-    cpu::matmul(q + h * qk, heads_ * qk, T, uk_t, q_latent.data() + h * lora_, heads_ * lora_);
+    const cpu::WeightMatrix uk_t{DType::F32, w_uk_t_.data() + h * lora_ * nope_, lora_, nope_};
+    per_head[size_t(h)] = {q + h * qk, heads_ * qk, T, uk_t, q_latent.data() + h * lora_, heads_ * lora_};
   }
+  cpu::matmul_each(per_head.data(), heads_);
   for (int64_t t = 0; t < T; ++t) {
     for (int64_t h = 0; h < heads_; ++h) {
       std::memcpy(&q_rope[size_t((t * heads_ + h) * rope_)], q + (t * heads_ + h) * qk + nope_,
@@ -139,9 +143,10 @@ void MlaLayer::attend_absorbed(const float* q, const AttentionPlan& plan,
   cpu::mla_attention_absorbed(p);
   // o[t, h] = W_UV[h] · o_latent[t, h]: back from latent space to the value head.
   for (int64_t h = 0; h < heads_; ++h) {
-    cpu::WeightMatrix uv{DType::F32, kv_b_f32_.data() + (h * (nope_ + v_) + nope_) * lora_, v_, lora_};
-    cpu::matmul(o_latent.data() + h * lora_, heads_ * lora_, T, uv, o + h * v_, heads_ * v_);
+    const cpu::WeightMatrix uv{DType::F32, kv_b_f32_.data() + (h * (nope_ + v_) + nope_) * lora_, v_, lora_};
+    per_head[size_t(h)] = {o_latent.data() + h * lora_, heads_ * lora_, T, uv, o + h * v_, heads_ * v_};
   }
+  cpu::matmul_each(per_head.data(), heads_);
 }
 
 void MlaLayer::attend_naive(const float* q, const AttentionPlan& plan,

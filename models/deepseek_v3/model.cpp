@@ -91,7 +91,7 @@ Result<ForwardOutput> Model::forward(const Batch& batch, const LatentCacheStorag
       moe_forward(*layer.moe, router_, normed.data(), T, branch.data(), moe_trace, name);
       if (routing_log_) count_experts(record, moe_trace->indices[name + ".expert_ids"], config_.n_routed_experts);
     } else {
-      mlp_forward(*layer.mlp, normed.data(), T, branch.data(), /*accumulate=*/false);
+      mlp_forward(*layer.mlp, normed.data(), T, branch.data());
     }
     trace_tensor(trace, name + ".ffn_out", branch.data(), T, H, H);
     for (int64_t i = 0; i < T * H; ++i) x[size_t(i)] += branch[size_t(i)];

@@ -94,7 +94,7 @@ MtpForwardOutput mtp_forward_layer(const MtpContext& ctx, const Batch& batch, co
   if (block.moe) {
     moe_forward(*block.moe, *ctx.router, normed.data(), T, branch.data(), trace, "mtp");
   } else {
-    mlp_forward(*block.mlp, normed.data(), T, branch.data(), /*accumulate=*/false);
+    mlp_forward(*block.mlp, normed.data(), T, branch.data());
   }
   for (int64_t i = 0; i < T * H; ++i) x[size_t(i)] += branch[size_t(i)];
 

@@ -2,9 +2,11 @@
 // every instruction-set path this CPU supports; plus weight_at, dequantize and embedding_lookup.
 #include <catch2/catch.hpp>
 
+#include <array>
 #include <cmath>
 #include <cstdlib>
 #include <cstring>
+#include <memory>
 #include <random>
 #include <string>
 #include <vector>
@@ -332,6 +334,38 @@ TEST_CASE("BF16 rows of every length modulo a 32-element line, decode and prefil
       IsaOverride force(isa);
       INFO("isa " << isa_name(isa) << " cols " << cols);
       CHECK(rows_differing_alone(weights.w, x.data(), cols, m) == 0);
+    }
+  }
+}
+
+TEST_CASE("matmul_each gives every task matmul's bits, whatever the task count", "[matmul]") {
+  // Task lists shorter than, equal to and longer than the thread count (whole tasks per thread,
+  // then the remainder split across threads), mixed dtypes and shapes, decode and prefill sizes,
+  // padded strides.
+  const DType dtypes[] = {DType::F32, DType::BF16, DType::F8_E4M3, DType::F16};
+  for (int64_t count : {1, 2, 3, 5, 8, 13}) {
+    std::vector<std::unique_ptr<OwnedWeights>> weights;
+    std::vector<std::vector<float>> xs, ys;
+    std::vector<MatmulTask> tasks;
+    for (int64_t i = 0; i < count; ++i) {
+      // Large enough that the list is worth sharing out (see kMinParallelWork in matmul.cpp).
+      const int64_t rows = 100 + int64_t(rng()() % 150), cols = 300 + int64_t(rng()() % 300);
+      const int64_t m = std::array<int64_t, 5>{1, 2, 7, 16, 21}[rng()() % 5];
+      weights.push_back(std::make_unique<OwnedWeights>(dtypes[rng()() % 4], rows, cols));
+      const int64_t ldx = cols + int64_t(rng()() % 3), ldy = rows + int64_t(rng()() % 3);
+      xs.emplace_back(size_t(m * ldx));
+      for (float& v : xs.back()) v = uniform(-2.0f, 2.0f);
+      ys.emplace_back(size_t(m * ldy), 12345.0f);
+      tasks.push_back({xs.back().data(), ldx, m, weights.back()->w, ys.back().data(), ldy});
+    }
+    matmul_each(tasks.data(), count);
+    for (int64_t i = 0; i < count; ++i) {
+      const MatmulTask& t = tasks[size_t(i)];
+      std::vector<float> alone(ys[size_t(i)].size(), 12345.0f);
+      matmul(t.x, t.ldx, t.m, t.w, alone.data(), t.ldy);
+      INFO("count " << count << " task " << i << " dtype " << dtype_name(t.w.dtype) << " m " << t.m << " "
+                    << t.w.rows << "x" << t.w.cols);
+      CHECK(std::memcmp(alone.data(), ys[size_t(i)].data(), alone.size() * sizeof(float)) == 0);
     }
   }
 }
