@@ -52,19 +52,8 @@ MlaLayer::MlaLayer(const ModelConfig& config, const MlaWeights& weights)
       v_(config.v_head_dim),
       lora_(config.kv_lora_rank),
       softmax_scale_(float(config.softmax_scale())),
-      cos_sin_factor_(float(cpu::rope_cos_sin_factor(rope_params(config)))) {
-  // kv_b_proj rows per head are [k_nope (nope rows) | v (v rows)], each over the latent.
-  kv_b_f32_.resize(size_t(heads_ * (nope_ + v_) * lora_));
-  cpu::dequantize(weights.kv_b_proj, kv_b_f32_.data());
-  w_uk_t_.resize(size_t(heads_ * lora_ * nope_));
-  for (int64_t h = 0; h < heads_; ++h) {
-    const float* uk = kv_b_f32_.data() + h * (nope_ + v_) * lora_;  // [nope, lora]
-    float* uk_t = w_uk_t_.data() + h * lora_ * nope_;               // [lora, nope]
-    for (int64_t d = 0; d < nope_; ++d) {
-      for (int64_t r = 0; r < lora_; ++r) uk_t[r * nope_ + d] = uk[d * lora_ + r];
-    }
-  }
-}
+      cos_sin_factor_(float(cpu::rope_cos_sin_factor(rope_params(config)))),
+      absorbed_(weights.kv_b_proj, heads_, nope_, v_) {}
 
 void MlaLayer::project_queries(const float* x, int64_t tokens, float* q) const {
   if (config_->q_lora_rank) {
@@ -120,8 +109,7 @@ void MlaLayer::attend_absorbed(const float* q, const AttentionPlan& plan,
   std::vector<float> q_rope(size_t(T * heads_ * rope_));
   std::vector<cpu::MatmulTask> per_head(static_cast<size_t>(heads_));
   for (int64_t h = 0; h < heads_; ++h) {
-    const cpu::WeightMatrix uk_t{DType::F32, w_uk_t_.data() + h * lora_ * nope_, lora_, nope_};
-    per_head[size_t(h)] = {q + h * qk, heads_ * qk, T, uk_t, q_latent.data() + h * lora_, heads_ * lora_};
+    per_head[size_t(h)] = {q + h * qk, heads_ * qk, T, absorbed_.uk_t(h), q_latent.data() + h * lora_, heads_ * lora_};
   }
   cpu::matmul_each(per_head.data(), heads_);
   for (int64_t t = 0; t < T; ++t) {
@@ -143,8 +131,7 @@ void MlaLayer::attend_absorbed(const float* q, const AttentionPlan& plan,
   cpu::mla_attention_absorbed(p);
   // o[t, h] = W_UV[h] · o_latent[t, h]: back from latent space to the value head.
   for (int64_t h = 0; h < heads_; ++h) {
-    const cpu::WeightMatrix uv{DType::F32, kv_b_f32_.data() + (h * (nope_ + v_) + nope_) * lora_, v_, lora_};
-    per_head[size_t(h)] = {o_latent.data() + h * lora_, heads_ * lora_, T, uv, o + h * v_, heads_ * v_};
+    per_head[size_t(h)] = {o_latent.data() + h * lora_, heads_ * lora_, T, absorbed_.uv(h), o + h * v_, heads_ * v_};
   }
   cpu::matmul_each(per_head.data(), heads_);
 }
@@ -172,8 +159,7 @@ void MlaLayer::attend_naive(const float* q, const AttentionPlan& plan,
   }
   // kv[t] = kv_b_proj(c_t): per head [k_nope | v].
   std::vector<float> kv(size_t(total_kv * heads_ * (nope_ + v_)));
-  cpu::WeightMatrix kv_b{DType::F32, kv_b_f32_.data(), heads_ * (nope_ + v_), lora_};
-  cpu::matmul(ctx.data(), latent_dim, total_kv, kv_b, kv.data(), heads_ * (nope_ + v_));
+  cpu::matmul(ctx.data(), latent_dim, total_kv, absorbed_.kv_b(), kv.data(), heads_ * (nope_ + v_));
   std::vector<float> k(size_t(total_kv * heads_ * qk));
   std::vector<float> v(size_t(total_kv * heads_ * v_));
   for (int64_t t = 0; t < total_kv; ++t) {

@@ -9,6 +9,7 @@
 #include "kernels/cpu/rope.h"
 #include "models/batch.h"
 #include "models/config.h"
+#include "models/deepseek_v3/absorbed.h"
 #include "models/deepseek_v3/weights.h"
 
 namespace latentserve::models::deepseek_v3 {
@@ -27,7 +28,7 @@ kernels::cpu::RopeParams rope_params(const ModelConfig& config);
 
 class MlaLayer {
  public:
-  // Precomputes the absorbed per-head matrices from kv_b_proj (dequantized to F32).
+  // Precomputes the absorbed per-head matrices from kv_b_proj (absorbed.h).
   MlaLayer(const ModelConfig& config, const MlaWeights& weights);
 
   // x: [T, hidden] (already normalized); out: [T, hidden]. Writes this step's latents to `cache`.
@@ -46,8 +47,7 @@ class MlaLayer {
   int64_t heads_, nope_, rope_, v_, lora_;
   float softmax_scale_;
   float cos_sin_factor_;
-  std::vector<float> kv_b_f32_;  // [heads * (nope + v), lora]  kv_b_proj dequantized
-  std::vector<float> w_uk_t_;    // [heads, lora, nope]         W_UK transposed per head
+  AbsorbedWeights absorbed_;  // W_UK transposed and W_UV per head, from kv_b_proj
 };
 
 }  // namespace latentserve::models::deepseek_v3
