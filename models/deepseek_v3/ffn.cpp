@@ -105,46 +105,52 @@ void moe_forward(const MoeWeights& w, const cpu::RouterParams& router, const flo
       weight_of[size_t(e)].push_back(weights[size_t(t * top_k + k)]);
     }
   }
-  std::vector<int64_t> chosen;  // experts with at least one token, in expert order
-  std::vector<std::vector<float>> xe, ye;
-  for (int64_t e = 0; e < router.num_experts; ++e) {
-    const std::vector<int32_t>& rows = rows_of[size_t(e)];
-    if (rows.empty()) continue;
-    const int64_t n = int64_t(rows.size());
-    chosen.push_back(e);
-    xe.emplace_back(size_t(n * hidden));
-    ye.emplace_back(size_t(n * hidden));
-    for (int64_t i = 0; i < n; ++i) {
-      std::memcpy(&xe.back()[size_t(i * hidden)], x + int64_t(rows[size_t(i)]) * hidden,
-                  size_t(hidden) * sizeof(float));
-    }
-  }
-
-  // The shared experts (weight 1) write out; every chosen expert its own rows. All of them run as
-  // one list of products per stage.
+  // The shared experts (weight 1) write out; the chosen experts are added on top, expert by
+  // expert and in token order, scaled by the router weight. Their products run as one list per
+  // stage, a group of experts at a time: at decode sizes every chosen expert fits one group; a
+  // long prefill splits into groups of about kGroupRows rows so the copies of x stay bounded.
+  constexpr int64_t kGroupRows = 512;
   std::vector<GatedMlp> mlps;
-  mlps.reserve(chosen.size() + 1);
   if (w.shared_experts) {
     mlps.emplace_back(*w.shared_experts, x, tokens, out);
   } else {
     std::fill(out, out + tokens * hidden, 0.0f);
   }
-  for (size_t c = 0; c < chosen.size(); ++c) {
-    mlps.emplace_back(w.experts[size_t(chosen[c])], xe[c].data(), int64_t(xe[c].size()) / hidden, ye[c].data());
-  }
-  run_mlps(mlps);
-
-  // Combine on top of the shared experts, expert by expert and in token order, scaled by the
-  // router weight (a fixed order: the sums do not depend on how the products were scheduled).
-  for (size_t c = 0; c < chosen.size(); ++c) {
-    const int64_t e = chosen[c];
+  std::vector<int64_t> group;  // chosen experts of this group, in expert order
+  std::vector<std::vector<float>> xe, ye;
+  for (int64_t e = 0, group_rows = 0; e < router.num_experts; ++e) {
     const std::vector<int32_t>& rows = rows_of[size_t(e)];
-    for (size_t i = 0; i < rows.size(); ++i) {
-      const float wt = weight_of[size_t(e)][i];
-      float* dst = out + int64_t(rows[i]) * hidden;
-      const float* src = &ye[c][i * size_t(hidden)];
-      for (int64_t j = 0; j < hidden; ++j) dst[j] += wt * src[j];
+    if (!rows.empty()) {
+      const int64_t n = int64_t(rows.size());
+      group.push_back(e);
+      group_rows += n;
+      xe.emplace_back(size_t(n * hidden));
+      ye.emplace_back(size_t(n * hidden));
+      for (int64_t i = 0; i < n; ++i) {
+        std::memcpy(&xe.back()[size_t(i * hidden)], x + int64_t(rows[size_t(i)]) * hidden,
+                    size_t(hidden) * sizeof(float));
+      }
     }
+    if (group_rows < kGroupRows && e + 1 < router.num_experts) continue;
+    mlps.reserve(mlps.size() + group.size());
+    for (size_t c = 0; c < group.size(); ++c) {
+      mlps.emplace_back(w.experts[size_t(group[c])], xe[c].data(), int64_t(xe[c].size()) / hidden, ye[c].data());
+    }
+    run_mlps(mlps);
+    for (size_t c = 0; c < group.size(); ++c) {
+      const std::vector<int32_t>& expert_rows = rows_of[size_t(group[c])];
+      for (size_t i = 0; i < expert_rows.size(); ++i) {
+        const float wt = weight_of[size_t(group[c])][i];
+        float* dst = out + int64_t(expert_rows[i]) * hidden;
+        const float* src = &ye[c][i * size_t(hidden)];
+        for (int64_t j = 0; j < hidden; ++j) dst[j] += wt * src[j];
+      }
+    }
+    mlps.clear();
+    group.clear();
+    xe.clear();
+    ye.clear();
+    group_rows = 0;
   }
 }
 
