@@ -20,6 +20,9 @@ struct WeightMatrix {
   int64_t block_cols = 128;
 
   bool empty() const { return data == nullptr; }
+  // F8_E4M3: scale_inv's grid, scale_rows() × scale_cols() (partial edge blocks count).
+  int64_t scale_rows() const { return (rows + block_rows - 1) / block_rows; }
+  int64_t scale_cols() const { return (cols + block_cols - 1) / block_cols; }
 };
 
 // y[i, n] = sum_k x[i, k] * W[n, k] for i < m.

@@ -131,7 +131,7 @@ void pack_weights(const WeightMatrix& w, const ChunkMap& map, int64_t c0, int64_
                   int64_t n1, float* panel, int64_t ld) {
   using E = typename Wt::Elem;
   constexpr int kW = Isa::kWidth;
-  const int64_t scale_cols = Wt::kBlockScaled ? (w.cols + w.block_cols - 1) / w.block_cols : 0;
+  const int64_t scale_cols = Wt::kBlockScaled ? w.scale_cols() : 0;
   for (int64_t n = n0; n < n1; ++n) {
     const E* row = static_cast<const E*>(w.data) + n * w.cols;
     float* out = panel + (n - n0) * ld * kW;

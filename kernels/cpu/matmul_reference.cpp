@@ -9,8 +9,6 @@
 namespace latentserve::kernels::cpu {
 namespace {
 
-int64_t scale_cols(const WeightMatrix& w) { return (w.cols + w.block_cols - 1) / w.block_cols; }
-
 // Row r of W as F32; the conversions are simple enough for the compiler to vectorize.
 void dequantize_row(const WeightMatrix& w, int64_t r, float* out) {
   const int64_t cols = w.cols;
@@ -32,7 +30,7 @@ void dequantize_row(const WeightMatrix& w, int64_t r, float* out) {
     }
     case DType::F8_E4M3: {
       const uint8_t* src = static_cast<const uint8_t*>(w.data) + r * cols;
-      const float* scales = w.scale_inv + (r / w.block_rows) * scale_cols(w);
+      const float* scales = w.scale_inv + (r / w.block_rows) * w.scale_cols();
       for (int64_t c = 0; c < cols; ++c) out[c] = fp8_e4m3_to_float(src[c]) * scales[c / w.block_cols];
       return;
     }
@@ -51,7 +49,7 @@ float weight_at(const WeightMatrix& w, int64_t r, int64_t c) {
     case DType::BF16: return bf16_to_float(static_cast<const uint16_t*>(w.data)[i]);
     case DType::F16: return f16_to_float(static_cast<const uint16_t*>(w.data)[i]);
     case DType::F8_E4M3: {
-      const float scale = w.scale_inv[(r / w.block_rows) * scale_cols(w) + c / w.block_cols];
+      const float scale = w.scale_inv[(r / w.block_rows) * w.scale_cols() + c / w.block_cols];
       return fp8_e4m3_to_float(static_cast<const uint8_t*>(w.data)[i]) * scale;
     }
     default: return std::numeric_limits<float>::quiet_NaN();

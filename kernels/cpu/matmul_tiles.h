@@ -123,7 +123,7 @@ inline void micro_tile(const WeightMatrix& w, const float* x, int64_t ldx, int64
 
   // Non-scaled dtypes run the whole range as one segment; FP8 runs one segment per scale block.
   const int64_t segment = Wt::kBlockScaled ? w.block_cols : kb - ka;
-  const int64_t scale_cols = Wt::kBlockScaled ? (cols + w.block_cols - 1) / w.block_cols : 0;
+  const int64_t scale_cols = Wt::kBlockScaled ? w.scale_cols() : 0;
   for (int64_t k0 = ka; k0 < kb; k0 += segment) {
     const int64_t k1 = k0 + segment < kb ? k0 + segment : kb;
     Vec scale[NR];

@@ -8,21 +8,19 @@ namespace cpu = kernels::cpu;
 
 namespace {
 
-int64_t blocks(int64_t n, int64_t block) { return (n + block - 1) / block; }
-
 // A view of rows [first, first + count) of w (for FP8, `first` is a multiple of block_rows).
 cpu::WeightMatrix row_range(const cpu::WeightMatrix& w, int64_t first, int64_t count) {
   cpu::WeightMatrix r = w;
   r.data = static_cast<const uint8_t*>(w.data) + size_t(first * w.cols) * dtype_size(w.dtype);
   r.rows = count;
-  if (w.dtype == DType::F8_E4M3) r.scale_inv = w.scale_inv + (first / w.block_rows) * blocks(w.cols, w.block_cols);
+  if (w.dtype == DType::F8_E4M3) r.scale_inv = w.scale_inv + (first / w.block_rows) * w.scale_cols();
   return r;
 }
 
 }  // namespace
 
 AbsorbedWeights::AbsorbedWeights(const cpu::WeightMatrix& kv_b_proj, int64_t heads, int64_t nope, int64_t v)
-    : source_(kv_b_proj), heads_(heads), nope_(nope), v_(v) {
+    : source_(kv_b_proj), nope_(nope), v_(v) {
   const bool fp8 = kv_b_proj.dtype == DType::F8_E4M3;
   // Every head's k_nope and v rows must start on a block boundary for FP8 to stay FP8.
   const bool blocks_align = (heads == 1 || (nope + v) % kv_b_proj.block_rows == 0) && nope % kv_b_proj.block_rows == 0;
@@ -44,14 +42,14 @@ AbsorbedWeights::AbsorbedWeights(const cpu::WeightMatrix& kv_b_proj, int64_t hea
   }
   if (kv.dtype == DType::F8_E4M3) {
     // Block (i, j) of a head's [lora, nope] is block (j, i) of its [nope, lora] rows, transposed.
-    const int64_t lora_blocks = blocks(lora, kv.block_cols), nope_blocks = blocks(nope, kv.block_rows);
-    const int64_t source_cols = blocks(lora, kv.block_cols);
-    uk_t_scales_.resize(size_t(heads * lora_blocks * nope_blocks));
+    const cpu::WeightMatrix head = uk_t(0);  // every head's grid has this shape
+    const int64_t grid_rows = head.scale_rows(), grid_cols = head.scale_cols();
+    uk_t_scales_.resize(size_t(heads * grid_rows * grid_cols));
     for (int64_t h = 0; h < heads; ++h) {
       const int64_t first = h * (nope + v) / kv.block_rows;
-      for (int64_t i = 0; i < lora_blocks; ++i) {
-        for (int64_t j = 0; j < nope_blocks; ++j) {
-          uk_t_scales_[size_t((h * lora_blocks + i) * nope_blocks + j)] = kv.scale_inv[(first + j) * source_cols + i];
+      for (int64_t i = 0; i < grid_rows; ++i) {
+        for (int64_t j = 0; j < grid_cols; ++j) {
+          uk_t_scales_[size_t((h * grid_rows + i) * grid_cols + j)] = kv.scale_inv[(first + j) * kv.scale_cols() + i];
         }
       }
     }
@@ -74,7 +72,7 @@ cpu::WeightMatrix AbsorbedWeights::uk_t(int64_t head) const {
   if (kv.dtype == DType::F8_E4M3) {
     w.block_rows = kv.block_cols;
     w.block_cols = kv.block_rows;
-    w.scale_inv = uk_t_scales_.data() + head * blocks(lora, kv.block_cols) * blocks(nope_, kv.block_rows);
+    w.scale_inv = uk_t_scales_.data() + head * w.scale_rows() * w.scale_cols();
   }
   return w;
 }

@@ -28,7 +28,7 @@ class AbsorbedWeights {
   std::vector<float> kv_b_f32_;        // its F32 copy, when FP8 could not stay FP8
   std::vector<uint8_t> uk_t_bytes_;    // heads × [lora, nope] in the dtype of kv_b()
   std::vector<float> uk_t_scales_;     // FP8: per head, [lora blocks, nope blocks]
-  int64_t heads_, nope_, v_;
+  int64_t nope_, v_;
 };
 
 }  // namespace latentserve::models::deepseek_v3

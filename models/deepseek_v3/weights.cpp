@@ -27,8 +27,6 @@ bool is_float_matrix_dtype(DType d) {
   return d == DType::F32 || d == DType::BF16 || d == DType::F16 || d == DType::F8_E4M3;
 }
 
-int64_t ceil_div(int64_t a, int64_t b) { return (a + b - 1) / b; }
-
 // Returns t's bytes, copied into `owned` when the file leaves them misaligned for their type.
 const void* aligned_data(const TensorInfo& t, DeepseekV3Weights& owner) {
   if (reinterpret_cast<uintptr_t>(t.data) % dtype_size(t.dtype) == 0) return t.data;
@@ -56,8 +54,7 @@ Status load_matrix(const Checkpoint& ckpt, const WeightBinding& b, const TensorI
     }
     w.block_rows = config.quantization->weight_block_rows;
     w.block_cols = config.quantization->weight_block_cols;
-    const std::vector<int64_t> scale_shape = {ceil_div(w.rows, w.block_rows),
-                                              ceil_div(w.cols, w.block_cols)};
+    const std::vector<int64_t> scale_shape = {w.scale_rows(), w.scale_cols()};
     const TensorInfo* s = ckpt.find(scale_name(b.name));
     if (s == nullptr) {
       return make_error(located(t) + ": F8_E4M3 weight without its block scales '" +
@@ -181,7 +178,7 @@ bool same_matrix(const WeightMatrix& a, const WeightMatrix& b) {
   if (std::memcmp(a.data, b.data, matrix_bytes(a)) != 0) return false;
   if (a.dtype != DType::F8_E4M3) return true;
   if (a.block_rows != b.block_rows || a.block_cols != b.block_cols) return false;
-  const uint64_t scales = uint64_t(ceil_div(a.rows, a.block_rows) * ceil_div(a.cols, a.block_cols));
+  const uint64_t scales = uint64_t(a.scale_rows() * a.scale_cols());
   return std::memcmp(a.scale_inv, b.scale_inv, scales * sizeof(float)) == 0;
 }
 
